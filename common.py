@@ -1,0 +1,362 @@
+"""One home for the helpers every script shares: errors, device/AMP/seed, DDP, checkpoints, run folders, logging."""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import signal
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+ROOT = Path(__file__).resolve().parent
+
+
+class UserError(Exception):
+    """A problem with the user's input: reported as one line on stderr, exit code 2, no traceback."""
+
+
+def cli_main(main: Callable[[list[str] | None], Any]) -> None:
+    """Run `main`, turning user errors into one clean line and Ctrl-C into exit code 130."""
+    try:
+        sys.exit(main(None) or 0)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------- device, seeds, AMP
+
+
+@dataclass
+class Dist:
+    """Where this process runs: rank and world size (1 without torchrun) and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto", seed: int = 0) -> Dist:
+    """Pick the device, join a torchrun process group if there is one, seed every RNG."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but no CUDA device is available")
+    dev = torch.device(device)
+    if world > 1:
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    seed_everything(seed)
+    return Dist(rank, world, dev)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and torch (CPU and CUDA); training code draws randomness from torch only."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA; a no-op on CPU (fp32 there is both faster and exact)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare_model(model: nn.Module, d: Dist, compile: bool = False) -> nn.Module:
+    """Move to the device (channels_last on CUDA), optionally compile, wrap in DDP under torchrun."""
+    model = model.to(d.device)
+    if d.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if compile:
+        model = torch.compile(model)
+    if d.world > 1 and any(p.requires_grad for p in model.parameters()):
+        ids = [d.device.index] if d.device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DDP / torch.compile wrappers, whose state_dict keys are stable."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def all_reduce_mean(x: float, d: Dist) -> float:
+    """Mean of a scalar over ranks (identity without torchrun)."""
+    if d.world == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return t.item() / d.world
+
+
+def cleanup(d: Dist) -> None:
+    if d.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def check_finite(losses: dict[str, float], step: int) -> None:
+    """Stop a diverged run with a message naming the step; the last good checkpoint stays on disk."""
+    bad = [k for k, v in losses.items() if not math.isfinite(v)]
+    if bad:
+        raise UserError(f"non-finite {', '.join(bad)} at step {step}; the last good checkpoint is kept, "
+                        "lower the learning rate or resume from it")
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def rng_state() -> dict:
+    """Every RNG a training step may touch, for exact resume."""
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write atomically: a temporary file in the same folder, fsync, then os.replace over the old one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
+    """Load on CPU with weights_only=True (no code runs); check it is a checkpoint of `kind`."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, not a torch file, or a pickle that wants to run code
+        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "models" not in ckpt:
+        raise UserError(f"{path} is not a checkpoint of this project")
+    if kind is not None and ckpt["config"].get("kind") != kind:
+        raise UserError(f"{path} is a '{ckpt['config'].get('kind')}' checkpoint, this script needs '{kind}'")
+    return ckpt
+
+
+def load_state(model: nn.Module, state: dict, what: str) -> None:
+    """load_state_dict with a one-line error when the checkpoint does not match the network."""
+    try:
+        unwrap(model).load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint does not match the {what} network: {str(e).splitlines()[0][:200]}") from None
+
+
+def half_state(state: dict) -> dict:
+    """A copy of a state_dict with floating tensors in fp16 (for shipped weights)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def float_state(state: dict) -> dict:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+# ----------------------------------------------------------------------------- run folders and logging
+
+
+def versions() -> dict:
+    return {"python": platform.python_version(), "torch": torch.__version__}
+
+
+def open_run(run_dir: str | Path, config: dict, resume: bool, overwrite: bool, d: Dist) -> Path:
+    """Create the run folder and write config.json; refuse to clobber a finished run unless asked."""
+    run = Path(run_dir)
+    if resume:
+        if not (run / "last.pt").is_file():
+            raise UserError(f"--resume: no last.pt in {run}")
+        return run
+    if run.exists() and not run.is_dir():
+        raise UserError(f"run folder {run} exists and is not a folder")
+    if (run / "last.pt").exists() and not overwrite:
+        raise UserError(f"{run} already holds a run; pass --resume to continue it or --overwrite to start again")
+    if d.is_main:
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                (run / "metrics.jsonl").unlink(missing_ok=True)
+            write_json(run / "config.json", {**config, "versions": versions(), "world_size": d.world,
+                                             "device": str(d.device)})
+        except OSError as e:
+            raise UserError(f"cannot write run folder {run}: {e.strerror}") from None
+    return run
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+class MetricLog:
+    """Appends one JSON line per logging step to metrics.jsonl (rank 0 only); drops lines past a resumed step."""
+
+    def __init__(self, run: Path, d: Dist, resume_step: int = 0):
+        self.path = run / "metrics.jsonl"
+        self.on = d.is_main
+        if self.on and self.path.exists():  # a resumed run rewrites history after its checkpoint
+            lines = [ln for ln in self.path.read_text().splitlines() if ln.strip()]
+            keep = [ln for ln in lines if json.loads(ln).get("step", 0) <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+
+    def write(self, step: int, values: dict[str, float]) -> None:
+        if self.on:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"step": step, **{k: round(float(v), 6) for k, v in values.items()}}) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def plot_curves(run: Path, groups: dict[str, Iterable[str]]) -> Path:
+    """curves.png: one panel per group of metric names, against step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(run / "metrics.jsonl")
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], groups.items()):
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in rows if k in r]
+            if pts:
+                ax.plot(*zip(*pts), label=k, lw=1)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = run / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+class GracefulStop:
+    """Turns Ctrl-C into a flag that the training loop checks between steps (so it can checkpoint, exit 130)."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self) -> GracefulStop:
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            self._old = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def check_output_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
+    """An output file path: parent created, suffix checked, never a folder, writable."""
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise UserError(f"output {path} should end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise UserError(f"output {path} is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create folder {path.parent}: {e.strerror}") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"cannot write {path}: permission denied")
+    return path
+
+
+# ----------------------------------------------------------------------------- classification helpers (P3, P4)
+
+
+@torch.inference_mode()
+def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device: torch.device,
+                   batch: int = 1024) -> torch.Tensor:
+    """Logits of `model` on uint8 images (N, 3, H, W), batched, under inference_mode; returned on CPU."""
+    from datasets import to_unit
+
+    out = []
+    for i in range(0, len(images), batch):
+        x = to_unit(images[i:i + batch].to(device, non_blocking=True))
+        with autocast(device):
+            out.append(model(x).float().cpu())
+    return torch.cat(out)
+
+
+def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+             device: torch.device) -> float:
+    """Top-1 accuracy of `model` on a labelled image tensor."""
+    return (predict_logits(model, images, device).argmax(1) == labels.cpu()).float().mean().item()
+
+
+def write_predictions(path: str | Path, names: list[str], labels: list[int]) -> None:
+    """image_name,label rows, written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("image_name,label\n" + "".join(f"{n},{int(y)}\n" for n, y in zip(names, labels)))
+    os.replace(tmp, path)
