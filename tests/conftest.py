@@ -1,0 +1,53 @@
+"""Shared fixtures: a small synthetic data set in the course layout, a private decode cache, a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """Keep the decode cache of the tests out of the user's ~/.cache."""
+    os.environ["HW3_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """Demo data for every domain (300 train / 100 test digits each) and 96 / 32 faces."""
+    from datasets import write_demo
+
+    return write_demo(tmp_path_factory.mktemp("demo"), n_digits=(300, 100), n_faces=(96, 32))
+
+
+def run_cli(*args: str, cwd: Path | None = None, check: bool = False,
+            timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a script of the project (python file or bash wrapper) in a subprocess, capturing its output."""
+    cmd = list(args)
+    if cmd[0].endswith(".py"):
+        cmd = [sys.executable, str(ROOT / cmd[0]), *cmd[1:]]
+    elif cmd[0].endswith(".sh"):
+        cmd = ["bash", str(ROOT / cmd[0]), *cmd[1:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore"}
+    r = subprocess.run(cmd, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def assert_clean_error(r: subprocess.CompletedProcess, *words: str) -> None:
+    """A bad input: non-zero exit, no traceback, and a stderr line mentioning each of `words`."""
+    assert r.returncode != 0, f"expected failure, got success:\n{r.stdout}\n{r.stderr}"
+    assert "Traceback" not in r.stderr, r.stderr
+    err = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else ""
+    assert err.startswith("error:"), r.stderr
+    for w in words:
+        assert w.lower() in err.lower(), f"{w!r} not in {err!r}"
