@@ -360,3 +360,15 @@ def write_predictions(path: str | Path, names: list[str], labels: list[int]) -> 
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("image_name,label\n" + "".join(f"{n},{int(y)}\n" for n, y in zip(names, labels)))
     os.replace(tmp, path)
+
+
+def predict_folder(classify: Callable[[torch.Tensor], torch.Tensor], images: str | Path, out: str | Path,
+                   device: torch.device, size: int) -> int:
+    """Predict every image of a folder (sorted by name) and write image_name,label rows to `out`."""
+    from datasets import load_folder
+
+    out = check_output_file(out, (".csv",))
+    data = load_folder(images, size)
+    labels = predict_logits(classify, data.images, device).argmax(1)
+    write_predictions(out, data.names, labels.tolist())
+    return len(data.names)

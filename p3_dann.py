@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 import common
 from common import UserError
-from datasets import DIGIT_SIZE, DeviceSampler, augment_digits, check_domain, digit_splits, load_digits, load_folder
+from datasets import DIGIT_SIZE, DeviceSampler, augment_digits, check_domain, digit_splits, load_digits
 from models import DANN, dann_coeff
 
 KIND = "p3_dann"
@@ -187,13 +187,10 @@ def load_classifier(path: str, device: torch.device) -> tuple[DANN, dict]:
 
 
 def predict(a: argparse.Namespace) -> None:
-    out = common.check_output_file(a.out, (".csv",))
     d = common.setup(a.device)
     net, _ = load_classifier(a.ckpt, d.device)
-    data = load_folder(a.images, DIGIT_SIZE)
-    labels = common.predict_logits(lambda x: net(x)[0], data.images, d.device).argmax(1)
-    common.write_predictions(out, data.names, labels.tolist())
-    print(f"wrote {len(data.names)} predictions to {out}")
+    n = common.predict_folder(lambda x: net(x)[0], a.images, a.out, d.device, DIGIT_SIZE)
+    print(f"wrote {n} predictions to {a.out}")
 
 
 def evaluate(a: argparse.Namespace) -> None:
