@@ -1,0 +1,83 @@
+"""P1: DCGAN on 64x64 faces, with the report's networks and hyper-parameters.
+
+  python p1_dcgan.py train --data hw3_data --run runs/p1
+  python p1_dcgan.py export --ckpt runs/p1/last.pt --out checkpoints/p1_dcgan.pt
+  python p1_dcgan.py sample --ckpt checkpoints/p1_dcgan.pt --out fig1_2.jpg --seed 0
+  python p1_dcgan.py eval --ckpt checkpoints/p1_dcgan.pt --data hw3_data --n 1000
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+import common
+import gan
+from gan import Nets, gan_losses_real_fake
+from models import Z_DIM, DCGANDiscriminator, DCGANGenerator
+
+KIND = "p1_dcgan"
+
+
+def d_step(nets: Nets, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+    """One discriminator update on real images and fake.detach(): no gradient reaches the generator."""
+    with common.autocast(real.device):
+        logit_real, logit_fake = nets.D(real), nets.D(fake.detach())  # (B,), (B,)
+        loss = gan_losses_real_fake(logit_real, True) + gan_losses_real_fake(logit_fake, False)
+    nets.opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_d.step()
+    return {"loss_d": loss.item(), "d_real": torch.sigmoid(logit_real.float()).mean().item(),
+            "d_fake": torch.sigmoid(logit_fake.float()).mean().item()}
+
+
+def g_step(nets: Nets, fake: torch.Tensor) -> dict[str, float]:
+    """One generator update: make the (just updated) discriminator call the fakes real."""
+    with common.autocast(fake.device):
+        loss = gan_losses_real_fake(nets.D(fake), True)
+    nets.opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_g.step()
+    return {"loss_g": loss.item()}
+
+
+def train_step(nets: Nets, real: torch.Tensor, labels: torch.Tensor | None, g: torch.Generator) -> dict[str, float]:
+    z = torch.randn(len(real), Z_DIM, generator=g, device=real.device)  # (B, 100)
+    with common.autocast(real.device):
+        fake = nets.G(z)  # (B, 3, 64, 64)
+    return d_step(nets, real, fake) | g_step(nets, fake)
+
+
+def figure(G: torch.nn.Module, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, int]:
+    """fig1_2: 32 faces from 32 noise vectors, 4 rows of 8."""
+    z = torch.randn(32, Z_DIM, generator=gen).to(device)
+    return G(z), 8
+
+
+SPEC = gan.GanSpec(KIND, DCGANGenerator, DCGANDiscriminator, lambda G, z, y: G(z), figure, train_step)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    gan.add_commands(p, batch=128, epochs=50)
+    a = p.parse_args(argv)
+    if a.cmd == "train":
+        gan.train(a, SPEC)
+    elif a.cmd == "sample":
+        gan.sample(a, SPEC)
+    elif a.cmd == "export":
+        gan.export(a, SPEC)
+    else:
+        evaluate(a)
+
+
+def evaluate(a: argparse.Namespace) -> None:
+    """FID of --n generated faces against the real folder."""
+    device = common.setup(a.device).device
+    G, ck = gan.load_generator(a.ckpt, SPEC, device)
+    fake, _ = gan.generate_n(G, SPEC, a.n, a.seed, device)
+    gan.report(a, {"checkpoint_step": ck["step"], **gan.fid_metrics(fake, gan.real_folder(a), device)})
+
+
+if __name__ == "__main__":
+    common.cli_main(main)

@@ -1,0 +1,121 @@
+"""P2: ACGAN on 64x64 faces conditioned on one binary attribute (default Smiling), the report's networks.
+
+  python p2_acgan.py train --data hw3_data --attr Smiling --run runs/p2
+  python p2_acgan.py export --ckpt runs/p2/last.pt --out checkpoints/p2_acgan.pt
+  python p2_acgan.py sample --ckpt checkpoints/p2_acgan.pt --out fig2_2.jpg --seed 0
+  python p2_acgan.py eval --ckpt checkpoints/p2_acgan.pt --data hw3_data --n 1000
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+import common
+import gan
+from gan import Nets, gan_losses_real_fake
+from models import Z_DIM, ACGANDiscriminator, ACGANGenerator
+
+KIND = "p2_acgan"
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return (logits.argmax(1) == y).float().mean().item()
+
+
+def d_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor, fake: torch.Tensor, y_fake: torch.Tensor
+           ) -> dict[str, float]:
+    """Discriminator update: real/fake on real and fake.detach(), attribute head on both (ACGAN)."""
+    with common.autocast(real.device):
+        rf_real, attr_real = nets.D(real)          # (B,), (B, 2)
+        rf_fake, attr_fake = nets.D(fake.detach())
+        adv = gan_losses_real_fake(rf_real, True) + gan_losses_real_fake(rf_fake, False)
+        aux = F.cross_entropy(attr_real.float(), y_real) + F.cross_entropy(attr_fake.float(), y_fake)
+    nets.opt_d.zero_grad(set_to_none=True)
+    (adv + aux).backward()
+    nets.opt_d.step()
+    return {"loss_d": adv.item(), "loss_d_aux": aux.item(), "d_real": torch.sigmoid(rf_real.float()).mean().item(),
+            "d_fake": torch.sigmoid(rf_fake.float()).mean().item(), "aux_acc_real": accuracy(attr_real, y_real),
+            "aux_acc_fake": accuracy(attr_fake, y_fake)}
+
+
+def g_step(nets: Nets, fake: torch.Tensor, y_fake: torch.Tensor) -> dict[str, float]:
+    """Generator update: fool the real/fake head, and make the attribute head read the labels it sampled."""
+    with common.autocast(fake.device):
+        rf, attr = nets.D(fake)
+        adv, aux = gan_losses_real_fake(rf, True), F.cross_entropy(attr.float(), y_fake)
+    nets.opt_g.zero_grad(set_to_none=True)
+    (adv + aux).backward()
+    nets.opt_g.step()
+    return {"loss_g": adv.item(), "loss_g_aux": aux.item()}
+
+
+def train_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor | None, g: torch.Generator) -> dict[str, float]:
+    z = torch.randn(len(real), Z_DIM, generator=g, device=real.device)    # (B, 100)
+    y_fake = torch.randint(0, 2, (len(real),), generator=g, device=real.device)  # (B,) sampled, not y_real
+    with common.autocast(real.device):
+        fake = nets.G(z, y_fake)  # (B, 3, 64, 64)
+    return d_step(nets, real, y_real, fake, y_fake) | g_step(nets, fake, y_fake)
+
+
+def pairs(G: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same noise (M, 100) with the attribute off and on -> two image batches (M, 3, 64, 64)."""
+    off, on = torch.zeros(len(z), dtype=torch.long), torch.ones(len(z), dtype=torch.long)
+    return G(z, off.to(z.device)), G(z, on.to(z.device))
+
+
+def figure(G: torch.nn.Module, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, int]:
+    """fig2_2: 10 noise vectors, one per column; top row attribute off, bottom row on."""
+    off, on = pairs(G, torch.randn(10, Z_DIM, generator=gen).to(device))
+    return torch.cat([off, on]), 10
+
+
+SPEC = gan.GanSpec(KIND, ACGANGenerator, ACGANDiscriminator, lambda G, z, y: G(z, y), figure, train_step,
+                   conditional=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cmds = gan.add_commands(p, batch=100, epochs=100)
+    cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
+    cmds["eval"].add_argument("--classifier", help="attribute judge (default checkpoints/p2_<attr>_classifier.pt; "
+                                                   "trained on <data>/face/train and saved there if absent)")
+    a = p.parse_args(argv)
+    if a.cmd == "train":
+        gan.train(a, SPEC, attr=a.attr)
+    elif a.cmd == "sample":
+        gan.sample(a, SPEC)
+    elif a.cmd == "export":
+        gan.export(a, SPEC)
+    else:
+        evaluate(a)
+
+
+def evaluate(a: argparse.Namespace) -> None:
+    """FID of --n faces (half with the attribute off, half on, same noise), attribute accuracy and flip rate."""
+    device = common.setup(a.device).device
+    G, ck = gan.load_generator(a.ckpt, SPEC, device)
+    attr = ck["config"]["attr"]
+    judge, judge_info = gan.load_or_train_classifier(
+        a.classifier or common.ROOT / "checkpoints" / f"p2_{attr}_classifier.pt", a.data, attr, device)
+    z = torch.randn(max(1, a.n // 2), Z_DIM, generator=torch.Generator().manual_seed(a.seed))
+    offs, ons = [], []
+    with torch.inference_mode():
+        for chunk in z.split(500):
+            off, on = pairs(G, chunk.to(device))
+            offs.append(gan.to_uint8(off)), ons.append(gan.to_uint8(on))
+    off, on = torch.cat(offs), torch.cat(ons)  # uint8 (M, 3, 64, 64) each
+    p_off, p_on = gan.judge(judge, off, device), gan.judge(judge, on, device)
+    metrics = {"checkpoint_step": ck["step"], "attr": attr,
+               "attr_acc": round(((p_off == 0).float().mean().item() + (p_on == 1).float().mean().item()) / 2, 4),
+               "attr_acc_off": round((p_off == 0).float().mean().item(), 4),
+               "attr_acc_on": round((p_on == 1).float().mean().item(), 4),
+               "flip_rate": round((p_off != p_on).float().mean().item(), 4), "attr_images_per_value": len(z),
+               "classifier_test_acc": judge_info["test_acc"]}
+    metrics |= gan.fid_metrics(torch.cat([off, on]), gan.real_folder(a), device)
+    gan.report(a, metrics)
+
+
+if __name__ == "__main__":
+    common.cli_main(main)

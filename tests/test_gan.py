@@ -1,0 +1,165 @@
+"""P1 DCGAN / P2 ACGAN: shapes, the D step, ACGAN labels, exact resume, sampling, hw3_p1p2.sh, FID, bad input."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import assert_clean_error, run_cli
+from PIL import Image
+
+import common
+import gan
+import p1_dcgan
+import p2_acgan
+from models import Z_DIM, ACGANDiscriminator, ACGANGenerator, DCGANDiscriminator, DCGANGenerator
+
+FIG1 = (8 * 64 + 9 * 2, 4 * 64 + 5 * 2)   # 4x8 faces, 2 px padding: (530, 266)
+FIG2 = (10 * 64 + 11 * 2, 2 * 64 + 3 * 2)  # 2x10 faces: (662, 134)
+TINY = ["--steps", "2", "--batch", "8", "--log-every", "1", "--sample-every", "1", "--ckpt-every", "1"]
+
+
+def cli(module, args: list[str], monkeypatch, capsys) -> SimpleNamespace:
+    """Run a script's main through common.cli_main in this process: (returncode, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", [module.__file__, *args])
+    with pytest.raises(SystemExit) as exc:
+        common.cli_main(module.main)
+    out = capsys.readouterr()
+    return SimpleNamespace(returncode=exc.value.code, stdout=out.out, stderr=out.err)
+
+
+def make_nets(G: nn.Module, D: nn.Module) -> gan.Nets:
+    return gan.Nets(G, D, torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999)),
+                    torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999)))
+
+
+@pytest.fixture(scope="module")
+def shipped(demo_root, tmp_path_factory) -> Path:
+    """Tiny trained runs of both GANs on demo faces, exported like checkpoints/ (p1_dcgan.pt, p2_acgan.pt)."""
+    base = tmp_path_factory.mktemp("gan")
+    for module, name in ((p1_dcgan, "p1_dcgan"), (p2_acgan, "p2_acgan")):
+        module.main(["train", "--data", str(demo_root), "--run", str(base / name), *TINY])
+        module.main(["export", "--ckpt", str(base / name / "last.pt"), "--out", str(base / "ckpt" / f"{name}.pt")])
+    return base
+
+
+def test_shapes():
+    z, y = torch.randn(3, Z_DIM), torch.tensor([0, 1, 1])
+    assert DCGANGenerator()(z).shape == (3, 3, 64, 64)
+    assert DCGANDiscriminator()(torch.randn(3, 3, 64, 64)).shape == (3,)
+    assert ACGANGenerator()(z, y).shape == (3, 3, 64, 64)
+    rf, attr = ACGANDiscriminator()(torch.randn(3, 3, 64, 64))
+    assert rf.shape == (3,) and attr.shape == (3, 2)
+
+
+@pytest.mark.parametrize("problem", ["p1", "p2"])
+def test_d_step_gives_generator_no_gradient(problem):
+    real, z, y = torch.rand(4, 3, 64, 64) * 2 - 1, torch.randn(4, Z_DIM), torch.tensor([0, 1, 0, 1])
+    if problem == "p1":
+        nets = make_nets(DCGANGenerator(), DCGANDiscriminator())
+        p1_dcgan.d_step(nets, real, nets.G(z))
+    else:
+        nets = make_nets(ACGANGenerator(), ACGANDiscriminator())
+        p2_acgan.d_step(nets, real, y, nets.G(z, y), y)
+    assert all(p.grad is None for p in nets.G.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets.D.parameters())
+
+
+class StubD(nn.Module):
+    """A discriminator with fixed attribute logits per sample, so the generator's auxiliary loss is predictable."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x.mean((1, 2, 3)) * 0 + self.w, self.logits + self.w
+
+
+def test_acgan_generator_loss_uses_sampled_labels():
+    b = 16
+    logits = torch.randn(b, 2, generator=torch.Generator().manual_seed(3)) * 4
+    nets = make_nets(ACGANGenerator(), StubD(logits))
+    g = torch.Generator().manual_seed(0)
+    replay = torch.Generator()
+    replay.set_state(g.get_state())
+    torch.randn(b, Z_DIM, generator=replay)
+    y_fake = torch.randint(0, 2, (b,), generator=replay)  # what train_step samples after z
+    y_real = 1 - y_fake  # the real batch's labels: a step that used them would see the opposite targets
+    out = p2_acgan.train_step(nets, torch.zeros(b, 3, 64, 64), y_real, g)
+    assert out["loss_g_aux"] == pytest.approx(F.cross_entropy(logits, y_fake).item(), rel=1e-5)
+    assert out["loss_g_aux"] != pytest.approx(F.cross_entropy(logits, y_real).item(), rel=1e-2)
+
+
+@pytest.mark.parametrize("module", [p1_dcgan, p2_acgan], ids=["p1", "p2"])
+def test_resume_is_exact(module, demo_root, tmp_path):
+    args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "2",
+            "--ckpt-every", "2"]
+    module.main([*args, "--run", str(tmp_path / "a"), "--steps", "4"])
+    module.main([*args, "--run", str(tmp_path / "b"), "--steps", "2"])
+    module.main([*args, "--run", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
+    assert a["step"] == b["step"] == 4
+    for net in ("G", "D"):
+        for k, v in a["models"][net].items():
+            assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
+    assert (tmp_path / "a" / "curves.png").is_file() and (tmp_path / "a" / "samples" / "step_000004.png").is_file()
+    assert len(common.read_metrics(tmp_path / "b" / "metrics.jsonl")) == 4
+
+
+def test_sample_is_deterministic_and_sized(shipped, tmp_path):
+    for module, name, size in ((p1_dcgan, "p1_dcgan", FIG1), (p2_acgan, "p2_acgan", FIG2)):
+        ck = str(shipped / "ckpt" / f"{name}.pt")
+        for out in ("x.jpg", "y.jpg"):
+            module.main(["sample", "--ckpt", ck, "--out", str(tmp_path / name / out), "--seed", "5"])
+        x, y = ((tmp_path / name / f).read_bytes() for f in ("x.jpg", "y.jpg"))
+        assert x == y
+        assert Image.open(tmp_path / name / "x.jpg").size == size
+        module.main(["sample", "--ckpt", ck, "--out", str(tmp_path / name / "other.jpg"), "--seed", "6"])
+        assert (tmp_path / name / "other.jpg").read_bytes() != x
+        module.main(["sample", "--ckpt", ck, "--n", "3", "--out", str(tmp_path / name / "many")])
+        files = sorted((tmp_path / name / "many").iterdir())
+        assert len(files) == 3 and Image.open(files[0]).size == (64, 64)
+
+
+def test_hw3_p1p2_end_to_end(shipped, tmp_path, monkeypatch):
+    monkeypatch.setenv("HW3_CKPT_DIR", str(shipped / "ckpt"))
+    run_cli("hw3_p1p2.sh", "figs/out", cwd=tmp_path, check=True)  # relative OUT_DIR, another cwd
+    assert Image.open(tmp_path / "figs/out/fig1_2.jpg").size == FIG1
+    assert Image.open(tmp_path / "figs/out/fig2_2.jpg").size == FIG2
+    monkeypatch.setenv("HW3_CKPT_DIR", str(tmp_path / "nowhere"))
+    assert_clean_error(run_cli("hw3_p1p2.sh", str(tmp_path / "o2")), "missing", "p1_dcgan.pt")
+
+
+def test_fid_self_zero_noise_large(demo_root):
+    from datasets import load_faces
+
+    faces = load_faces(demo_root, "test").images[:12]
+    noise = torch.randint(0, 256, faces.shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    net = gan.Inception(torch.device("cpu"))
+    f_faces, f_noise = net.features(faces), net.features(noise)
+    assert f_faces.shape == (12, 2048) and np.isfinite(f_faces).all()
+    assert abs(gan.frechet_distance(f_faces, f_faces)) < 1e-2
+    assert gan.frechet_distance(f_faces, f_noise) > 100
+
+
+def test_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
+    r = cli(p2_acgan, ["train", "--data", str(demo_root), "--attr", "Dimples", "--run", str(tmp_path / "r"), *TINY],
+            monkeypatch, capsys)
+    assert_clean_error(r, "Dimples")
+    (tmp_path / "empty" / "face" / "train").mkdir(parents=True)
+    r = cli(p1_dcgan, ["train", "--data", str(tmp_path / "empty"), "--run", str(tmp_path / "r"), *TINY],
+            monkeypatch, capsys)
+    assert_clean_error(r, "no images")
+    r = cli(p1_dcgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out", str(tmp_path / "f.jpg")],
+            monkeypatch, capsys)
+    assert_clean_error(r, "p2_acgan", "p1_dcgan")
+    r = cli(p2_acgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out", str(tmp_path / "f.gif")],
+            monkeypatch, capsys)
+    assert_clean_error(r, ".jpg")
