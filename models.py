@@ -267,3 +267,29 @@ class FeatureCritic(nn.Module):
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.net(f)
+
+
+# ----------------------------------------------------------------------------- P4 improved
+
+
+class BNEncoder(nn.Module):
+    """The LeNet encoder made stronger: wider, BatchNorm after every layer, optional per-image input
+    normalisation. image (B, 3, 28, 28) -> features (B, 500). A copy trained on the target keeps its own
+    BatchNorm statistics, which is a large part of what adaptation gains."""
+
+    out_dim = 500
+
+    def __init__(self, input_norm: bool = True, width: tuple[int, int] = (32, 64)):
+        super().__init__()
+        c1, c2 = width
+        self.net = nn.Sequential(
+            InputNorm() if input_norm else nn.Identity(),
+            nn.Conv2d(3, c1, 5, bias=False), nn.BatchNorm2d(c1), nn.ReLU(True),   # (B, 32, 24, 24)
+            nn.MaxPool2d(2),                                                     # (B, 32, 12, 12)
+            nn.Conv2d(c1, c2, 5, bias=False), nn.BatchNorm2d(c2), nn.ReLU(True),  # (B, 64, 8, 8)
+            nn.MaxPool2d(2), nn.Dropout2d(0.1),                                  # (B, 64, 4, 4)
+            nn.Flatten(), nn.Linear(c2 * 16, 500, bias=False), nn.BatchNorm1d(500),  # (B, 500)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

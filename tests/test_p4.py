@@ -1,0 +1,130 @@
+"""P4 ADDA: optimizer ownership, the frozen source side, the target encoder's start, adaptation gains on demo
+digits, exact resume, export + hw3_p4.sh end to end, and clean errors for bad inputs."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+
+import pytest
+import torch
+from conftest import ROOT, assert_clean_error, run_cli
+
+import common
+
+SHORT = ["--pretrain-steps", "20", "--adapt-steps", "20", "--selftrain-steps", "10", "--batch", "32",
+         "--eval-every", "10", "--log-every", "5", "--device", "cpu"]
+
+
+def load(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def adapted(demo_root, tmp_path_factory):
+    """A short improved run mnist -> mnistm on the demo digits (its metrics and best.pt)."""
+    run = tmp_path_factory.mktemp("p4") / "m2mm"
+    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run",
+            str(run), "--pretrain-steps", "100", "--adapt-steps", "100", "--selftrain-steps", "100", "--batch", "64",
+            "--eval-every", "50", "--device", "cpu", check=True)
+    return run
+
+
+def test_optimizers_own_only_their_stage():
+    import p4_adda
+
+    a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm"])
+    nets, opts = p4_adda.build(vars(a), common.Dist(0, 1, torch.device("cpu")))
+    ids = lambda *names: {id(p) for n in names for p in nets[n].parameters()}  # noqa: E731
+    owned = {k: {id(p) for grp in o.param_groups for p in grp["params"]} for k, o in opts.items()}
+    assert owned["critic"] == ids("critic")
+    assert owned["target"] == ids("target_encoder") == owned["selftrain"]
+    assert owned["pretrain"] == ids("source_encoder", "classifier")
+    assert not any(owned[k] & ids("teacher") for k in owned)  # the teacher is an EMA, no optimizer's
+
+
+def test_plain_is_the_report_adda():
+    import p4_adda
+    from models import LeNetEncoder
+
+    a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--plain"])
+    assert (a.encoder, a.augment, a.selftrain_steps, a.lr, a.critic_hidden) == ("lenet", False, 0, 2e-4, 500)
+    assert isinstance(p4_adda.make_encoder(vars(a)), LeNetEncoder)
+
+
+def test_adaptation_beats_source_only(adapted):
+    m = json.loads((adapted / "metrics.json").read_text())
+    assert m["step"] >= 100  # chosen after stage 1, without target labels
+    assert m["target_test_acc"] > m["source_only_target_test_acc"] + 0.05, m
+    assert (adapted / "curves.png").is_file()
+    assert json.loads((adapted / "config.json").read_text())["kind"] == "p4_adda"
+
+
+def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root, tmp_path):
+    args = ["p4_adda.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", *SHORT]
+    run_cli(*args, "--run", str(tmp_path / "full"), check=True)
+    part = tmp_path / "part"
+    run_cli(*args, "--run", str(part), "--stop-at", "20", check=True)  # the end of stage 1
+    at_p = load(part / "last.pt")
+    assert at_p["step"] == 20
+    assert same(at_p["models"]["target_encoder"], at_p["models"]["source_encoder"])
+    run_cli(*args, "--run", str(part), "--resume", "--stop-at", "33", check=True)  # mid stage 2
+    run_cli(*args, "--run", str(part), "--resume", check=True)
+    end, full = load(part / "last.pt"), load(tmp_path / "full" / "last.pt")
+    for k in ("source_encoder", "classifier"):
+        assert same(end["models"][k], at_p["models"][k]), f"{k} changed after stage 1"
+    assert not same(end["models"]["target_encoder"], at_p["models"]["target_encoder"])
+    for k in full["models"]:
+        assert same(end["models"][k], full["models"][k]), f"resumed {k} differs from the uninterrupted run"
+    assert json.loads((part / "metrics.json").read_text()) == json.loads((tmp_path / "full" / "metrics.json")
+                                                                            .read_text())
+
+
+def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
+    ckdir = tmp_path / "ck"
+    run_cli("p4_adda.py", "export", "--ckpt", str(adapted / "best.pt"), "--out", str(ckdir / "p4_adda_mnistm.pt"),
+            check=True)
+    shipped = load(ckdir / "p4_adda_mnistm.pt")
+    assert set(shipped["models"]) == {"target_encoder", "classifier"}
+    assert all(v.dtype != torch.float32 for sd in shipped["models"].values() for v in sd.values())
+    assert (ckdir / "p4_adda_mnistm.json").is_file()
+
+    import p4_adda
+
+    src, enc, cls, ck = p4_adda.load_encoders(str(adapted / "best.pt"), "cpu")
+    assert not (src.training or enc.training or cls.training) and ck["config"]["kind"] == "p4_adda"
+
+    images = demo_root / "digits" / "mnistm" / "test"
+    env = {**os.environ, "HW3_CKPT_DIR": str(ckdir), "OMP_NUM_THREADS": "2"}
+    r = subprocess.run(["bash", str(ROOT / "hw3_p4.sh"), str(images), "mnistm", "out/pred.csv"], cwd=tmp_path,
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "out" / "pred.csv").open()))
+    truth = {r["image_name"]: r["label"] for r in csv.DictReader((images.parent / "test.csv").open())}
+    assert [r["image_name"] for r in rows] == sorted(truth)
+    acc = sum(r["label"] == truth[r["image_name"]] for r in rows) / len(rows)
+    assert acc > 0.3
+    r = subprocess.run(["bash", str(ROOT / "hw3_p4.sh"), str(images), "usps", "x.csv"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "p4_adda.py train" in r.stderr
+    assert_clean_error(run_cli("hw3_p4.sh", str(images), "cifar", "x.csv", cwd=tmp_path), "cifar")
+
+
+def test_bad_inputs(demo_root, adapted, tmp_path):
+    assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "kmnist", "--target",
+                               "mnistm", "--run", str(tmp_path / "r")), "kmnist")
+    assert_clean_error(run_cli("p4_adda.py", "predict", "--ckpt", str(adapted / "best.pt"), "--images",
+                               str(tmp_path / "nope"), "--out", str(tmp_path / "p.csv")), "not found")
+    p3 = tmp_path / "p3.pt"
+    common.save_checkpoint(p3, {"config": {"kind": "p3_dann"}, "models": {"dann": {}}})
+    assert_clean_error(run_cli("p4_adda.py", "predict", "--ckpt", str(p3), "--images", str(demo_root), "--out",
+                               str(tmp_path / "p.csv")), "p3_dann")
+    assert_clean_error(run_cli("p4_adda.py", "eval", "--ckpt", str(adapted / "best.pt"), "--data", str(demo_root),
+                               "--domain", "nope"), "nope")
+    assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(tmp_path), "--source", "usps", "--target",
+                               "mnistm", "--run", str(tmp_path / "r")), "usps")
