@@ -202,8 +202,18 @@ def half_state(state: dict) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def float_state(state: dict) -> dict:
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+def export_checkpoint(src: str | Path, out: str | Path, kind: str) -> Path:
+    """Ship a run's checkpoint: fp16 model weights, config, step and best metrics; no optimizer or RNG state.
+    The run's metrics.json is copied beside it as <out>.json."""
+    ck = load_checkpoint(src, kind)
+    out = Path(out)
+    slim = {k: v for k, v in ck.items() if k not in ("optimizers", "rng")}
+    slim["models"] = {name: half_state(sd) for name, sd in ck["models"].items()}
+    save_checkpoint(out, slim)
+    run_metrics = Path(src).parent / "metrics.json"
+    if run_metrics.is_file():
+        write_json(out.with_suffix(".json"), {"config": ck["config"], "metrics": json.loads(run_metrics.read_text())})
+    return out
 
 
 # ----------------------------------------------------------------------------- run folders and logging
@@ -211,6 +221,23 @@ def float_state(state: dict) -> dict:
 
 def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__}
+
+
+RUN_ONLY_ARGS = ("cmd", "resume", "overwrite", "stop_at", "device")
+
+
+def run_config(a) -> dict:
+    """The arguments that define a run (what config.json and checkpoints record)."""
+    return {k: v for k, v in vars(a).items() if k not in RUN_ONLY_ARGS}
+
+
+def resume_args(a, run: Path, kind: str) -> dict:
+    """Load <run>/last.pt and put its recorded config back into the arguments `a`; returns the checkpoint."""
+    ck = load_checkpoint(Path(run) / "last.pt", kind)
+    for k, v in ck["config"].items():
+        if k not in RUN_ONLY_ARGS and k != "kind" and hasattr(a, k):
+            setattr(a, k, v)
+    return ck
 
 
 def open_run(run_dir: str | Path, config: dict, resume: bool, overwrite: bool, d: Dist) -> Path:

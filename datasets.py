@@ -156,7 +156,7 @@ def read_csv(path: str | Path, columns: list[str]) -> list[dict[str, str]]:
     return rows
 
 
-def _parse_int(v: str, path: Path, name: str) -> int:
+def parse_int(v: str, path: Path, name: str) -> int:
     try:
         f = float(v)
     except ValueError:
@@ -168,7 +168,7 @@ def _parse_int(v: str, path: Path, name: str) -> int:
 
 def parse_attribute(v: str, path: Path, attr: str) -> int:
     """Attribute values 0/1, 0.0/1.0 or -1/1 -> 0/1."""
-    x = _parse_int(v, path, attr)
+    x = parse_int(v, path, attr)
     if x not in (-1, 0, 1):
         raise UserError(f"{path}: attribute {attr} must be 0/1 or -1/1, found '{v}'")
     return int(x > 0)
@@ -218,7 +218,7 @@ def load_labelled(folder: str | Path, csv_path: str | Path, column: str, size: i
         rows = read_csv(csv_path, ["image_name", column])
         names = [r["image_name"] for r in rows]
         if kind == "digit":
-            labels = [_parse_int(r[column], csv_path, column) for r in rows]
+            labels = [parse_int(r[column], csv_path, column) for r in rows]
             bad = [v for v in labels if not 0 <= v <= 9]
             if bad:
                 raise UserError(f"{csv_path}: label {bad[0]} is out of range 0-9")

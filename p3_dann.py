@@ -43,13 +43,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt, with its config")
+    t.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     q = sub.add_parser("predict", help="write image_name,label for every image of a folder")
     q.add_argument("--ckpt", required=True)
     q.add_argument("--images", required=True)
     q.add_argument("--out", required=True)
     q.add_argument("--device", default="auto")
+    x = sub.add_parser("export", help="write a small fp16 copy of a run's checkpoint for shipping")
+    x.add_argument("--ckpt", required=True)
+    x.add_argument("--out", required=True)
     e = sub.add_parser("eval", help="accuracy of a checkpoint on a labelled split")
     e.add_argument("--ckpt", required=True)
     e.add_argument("--data", default="hw3_data")
@@ -59,15 +63,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+    """The label optimizer owns the feature extractor and label classifier; the domain optimizer the domain head."""
+    opt_label = torch.optim.Adam([*net.features.parameters(), *net.label_classifier.parameters()], lr)
+    return opt_label, torch.optim.Adam(net.domain_classifier.parameters(), lr)
+
+
 def train(a: argparse.Namespace) -> None:
+    run = Path(a.run or f"runs/p3/{a.mode}_{a.source}2{a.target}")
+    ck = common.resume_args(a, run, KIND) if a.resume else None
     check_domain(a.source), check_domain(a.target)
     if a.source == a.target:
         raise UserError("--source and --target must differ")
     d = common.setup(a.device, a.seed)
     if a.batch % d.world:
         raise UserError(f"--batch {a.batch} does not split over {d.world} processes")
-    run = Path(a.run or f"runs/p3/{a.mode}_{a.source}2{a.target}")
-    config = {"kind": KIND, **{k: v for k, v in vars(a).items() if k not in ("cmd", "resume", "overwrite")}}
+    config = {"kind": KIND, **common.run_config(a)}
 
     # data: the labelled domain (source, or target for the upper bound) with its validation split
     labelled = a.target if a.mode == "target" else a.source
@@ -82,12 +93,10 @@ def train(a: argparse.Namespace) -> None:
 
     # model: two optimizers, one owning the features + label classifier, one the domain classifier
     net = DANN(a.input_norm)
-    opt_label = torch.optim.Adam([*net.features.parameters(), *net.label_classifier.parameters()], a.lr)
-    opt_domain = torch.optim.Adam(net.domain_classifier.parameters(), a.lr)
+    opt_label, opt_domain = make_optimizers(net, a.lr)
     model = common.prepare_model(net, d, a.compile)
     step, best = 0, {"val_acc": -1.0, "step": 0}
-    if a.resume:
-        ck = common.load_checkpoint(run / "last.pt", KIND)
+    if ck is not None:
         common.load_state(net, ck["models"]["dann"], "DANN")
         opt_label.load_state_dict(ck["optimizers"]["label"])
         opt_domain.load_state_dict(ck["optimizers"]["domain"])
@@ -165,6 +174,10 @@ def train(a: argparse.Namespace) -> None:
             if stop.requested:
                 checkpoint(run / "last.pt")
                 raise KeyboardInterrupt
+            if step == a.stop_at:
+                checkpoint(run / "last.pt")
+                print(f"stopped at step {step}; continue with --resume --run {run}")
+                return
 
     if d.is_main:
         metrics = {"source": a.source, "target": a.target, "mode": a.mode, "steps": steps,
@@ -204,6 +217,9 @@ def evaluate(a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
+    if a.cmd == "export":
+        print(f"wrote {common.export_checkpoint(a.ckpt, a.out, KIND)}")
+        return
     {"train": train, "predict": predict, "eval": evaluate}[a.cmd](a)
 
 

@@ -43,6 +43,23 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False,
     return r
 
 
+def run_main(main, *args: str) -> subprocess.CompletedProcess:
+    """Call a script's main(argv) in this process the way cli_main would; stdout/stderr captured."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            from common import cli_main
+
+            cli_main(lambda _: main(list(args)))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
 def assert_clean_error(r: subprocess.CompletedProcess, *words: str) -> None:
     """A bad input: non-zero exit, no traceback, and a stderr line mentioning each of `words`."""
     assert r.returncode != 0, f"expected failure, got success:\n{r.stdout}\n{r.stderr}"

@@ -21,7 +21,7 @@ from models import Z_DIM, ACGANDiscriminator, ACGANGenerator, DCGANDiscriminator
 
 FIG1 = (8 * 64 + 9 * 2, 4 * 64 + 5 * 2)   # 4x8 faces, 2 px padding: (530, 266)
 FIG2 = (10 * 64 + 11 * 2, 2 * 64 + 3 * 2)  # 2x10 faces: (662, 134)
-TINY = ["--steps", "2", "--batch", "8", "--log-every", "1", "--sample-every", "1", "--ckpt-every", "1"]
+TINY = ["--steps", "2", "--batch", "8", "--log-every", "1", "--sample-every", "1", "--ckpt-every", "2"]
 
 
 def cli(module, args: list[str], monkeypatch, capsys) -> SimpleNamespace:
@@ -97,8 +97,9 @@ def test_acgan_generator_loss_uses_sampled_labels():
     assert out["loss_g_aux"] != pytest.approx(F.cross_entropy(logits, y_real).item(), rel=1e-2)
 
 
-@pytest.mark.parametrize("module", [p1_dcgan, p2_acgan], ids=["p1", "p2"])
-def test_resume_is_exact(module, demo_root, tmp_path):
+def test_resume_is_exact(demo_root, tmp_path):
+    """ACGAN: batch indices, noise, sampled labels and dropout all draw from the saved RNG states."""
+    module = p2_acgan
     args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "2",
             "--ckpt-every", "2"]
     module.main([*args, "--run", str(tmp_path / "a"), "--steps", "4"])
@@ -140,11 +141,11 @@ def test_hw3_p1p2_end_to_end(shipped, tmp_path, monkeypatch):
 def test_fid_self_zero_noise_large(demo_root):
     from datasets import load_faces
 
-    faces = load_faces(demo_root, "test").images[:12]
+    faces = load_faces(demo_root, "test").images[:10]
     noise = torch.randint(0, 256, faces.shape, generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     net = gan.Inception(torch.device("cpu"))
     f_faces, f_noise = net.features(faces), net.features(noise)
-    assert f_faces.shape == (12, 2048) and np.isfinite(f_faces).all()
+    assert f_faces.shape == (10, 2048) and np.isfinite(f_faces).all()
     assert abs(gan.frechet_distance(f_faces, f_faces)) < 1e-2
     assert gan.frechet_distance(f_faces, f_noise) > 100
 

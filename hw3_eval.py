@@ -1,0 +1,37 @@
+"""Accuracy of a prediction CSV against a ground-truth CSV (both image_name,label).
+
+  python hw3_eval.py pred.csv hw3_data/digits/mnistm/test.csv
+"""
+from __future__ import annotations
+
+import argparse
+
+from common import UserError, cli_main
+from datasets import parse_int, read_csv
+
+
+def accuracy(pred_csv: str, gt_csv: str) -> tuple[float, int]:
+    """(accuracy, number of images) of predictions against ground truth; every truth row needs a prediction."""
+    pred, truth = ({r["image_name"]: parse_int(r["label"], p, "label") for r in read_csv(p, ["image_name", "label"])}
+                   for p in (pred_csv, gt_csv))
+    missing = [n for n in truth if n not in pred]
+    if missing:
+        raise UserError(f"{pred_csv} has no prediction for {len(missing)} image(s) of {gt_csv} (first: {missing[0]})")
+    extra = [n for n in pred if n not in truth]
+    if extra:
+        raise UserError(f"{pred_csv} predicts {len(extra)} image(s) absent from {gt_csv} (first: {extra[0]})")
+    correct = sum(pred[n] == y for n, y in truth.items())
+    return correct / len(truth), len(truth)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("pred_csv")
+    p.add_argument("gt_csv")
+    a = p.parse_args(argv)
+    acc, n = accuracy(a.pred_csv, a.gt_csv)
+    print(f"accuracy: {acc:.4f} ({n} images)")
+
+
+if __name__ == "__main__":
+    cli_main(main)

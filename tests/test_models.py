@@ -1,0 +1,88 @@
+"""Network shapes, gradient reversal, DCGAN init."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models import (
+    DANN,
+    ACGANDiscriminator,
+    ACGANGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    FeatureCritic,
+    GradientReversal,
+    InputNorm,
+    LeNetClassifier,
+    LeNetEncoder,
+    dann_coeff,
+    init_dcgan,
+)
+
+
+def test_gan_shapes():
+    z = torch.randn(4, 100)
+    assert DCGANGenerator()(z).shape == (4, 3, 64, 64)
+    assert DCGANDiscriminator()(torch.randn(4, 3, 64, 64)).shape == (4,)
+    img = ACGANGenerator()(z, torch.tensor([0, 1, 0, 1]))
+    assert img.shape == (4, 3, 64, 64) and img.abs().max() <= 1
+    rf, attr = ACGANDiscriminator()(img)
+    assert rf.shape == (4,) and attr.shape == (4, 2)
+
+
+def test_acgan_generator_uses_the_attribute():
+    g = ACGANGenerator().eval()
+    z = torch.randn(2, 100)
+    assert not torch.allclose(g(z, torch.tensor([0, 0])), g(z, torch.tensor([1, 1])))
+
+
+def test_digit_shapes():
+    x = torch.randn(5, 3, 28, 28)
+    cls, dom = DANN()(x)
+    assert cls.shape == (5, 10) and dom.shape == (5, 2)
+    assert DANN().features(x).shape == (5, 768)
+    f = LeNetEncoder()(x)
+    assert f.shape == (5, 500) and LeNetClassifier()(f).shape == (5, 10) and FeatureCritic()(f).shape == (5, 2)
+
+
+@pytest.mark.parametrize("coeff", [1.0, 0.3])
+def test_gradient_reversal_flips_and_scales(coeff):
+    x = torch.randn(3, 4, requires_grad=True)
+    y = GradientReversal(coeff)(x)
+    assert torch.equal(y, x)
+    (y * torch.arange(4.0)).sum().backward()
+    assert torch.allclose(x.grad, -coeff * torch.arange(4.0).expand(3, 4))
+
+
+def test_domain_loss_reaches_features_reversed():
+    torch.manual_seed(0)
+    net = DANN()
+    x = torch.randn(8, 3, 28, 28)
+    grads = []
+    for coeff in (1.0, -1.0):  # coeff -1 turns the reversal layer into an identity
+        net.zero_grad()
+        net.domain_classifier.reverse.coeff = coeff
+        net(x)[1][:, 0].sum().backward()
+        grads.append(net.features.net[1].weight.grad.clone())
+    assert torch.allclose(grads[0], -grads[1], atol=1e-6) and grads[0].abs().sum() > 0
+
+
+def test_dann_coeff_schedule():
+    assert dann_coeff(0.0) == 0.0 and abs(dann_coeff(1.0) - 0.9999092) < 1e-6
+    assert dann_coeff(0.1) < dann_coeff(0.5) < dann_coeff(0.9)
+
+
+def test_input_norm_removes_colour_and_contrast():
+    x = torch.randn(2, 3, 28, 28)
+    y = InputNorm()(x * 5 + 3)
+    assert torch.allclose(y, InputNorm()(x), atol=1e-5)
+
+
+def test_dcgan_init():
+    torch.manual_seed(0)
+    g = DCGANGenerator()
+    g.apply(init_dcgan)
+    w = g.net[1][0].weight
+    assert abs(w.std().item() - 0.02) < 0.002
+    bn = g.net[1][1]
+    assert abs(bn.weight.mean().item() - 1) < 0.01 and bn.bias.abs().max() == 0

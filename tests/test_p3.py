@@ -1,0 +1,155 @@
+"""P3 DANN end to end on demo digits: learning, prediction, the course wrapper, exact resume, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+from conftest import assert_clean_error, run_cli, run_main
+
+import common
+import hw3_eval
+import p3_dann
+import tsne
+from hw3_eval import accuracy
+from models import DANN
+from p3_dann import make_optimizers
+
+FAST = ["--batch", "32", "--eval-every", "20", "--log-every", "10"]
+
+
+@pytest.fixture(scope="module")
+def dann_run(demo_root, tmp_path_factory):
+    """A short DANN run mnist -> usps on demo digits."""
+    run = tmp_path_factory.mktemp("p3") / "dann"
+    run_cli("p3_dann.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps",
+            "--mode", "dann", "--steps", "120", "--batch", "64", "--eval-every", "60", "--run", str(run), check=True)
+    return run
+
+
+def test_optimizers_own_disjoint_parts():
+    net = DANN()
+    opt_label, opt_domain = make_optimizers(net, 1e-3)
+    own = lambda opt: {id(p) for g in opt.param_groups for p in g["params"]}  # noqa: E731
+    label = {id(p) for m in (net.features, net.label_classifier) for p in m.parameters()}
+    assert own(opt_label) == label
+    assert own(opt_domain) == {id(p) for p in net.domain_classifier.parameters()}
+
+
+def test_dann_learns_and_records_its_run(dann_run):
+    m = json.loads((dann_run / "metrics.json").read_text())
+    assert m["target_test_acc"] > 0.6, m  # chance is 0.1
+    assert m["source_val_acc"] > 0.8
+    rows = common.read_metrics(dann_run / "metrics.jsonl")
+    assert any("dom_acc" in r for r in rows) and any("val_acc" in r for r in rows)
+    assert json.loads((dann_run / "config.json").read_text())["kind"] == "p3_dann"
+    assert (dann_run / "curves.png").stat().st_size > 0 and (dann_run / "best.pt").is_file()
+
+
+def test_predict_one_row_per_image_in_name_order(dann_run, demo_root, tmp_path):
+    out = tmp_path / "pred.csv"
+    images = demo_root / "digits" / "usps" / "test"
+    run_cli("p3_dann.py", "predict", "--ckpt", str(dann_run / "best.pt"), "--images", str(images),
+            "--out", str(out), check=True)
+    lines = out.read_text().splitlines()
+    assert lines[0] == "image_name,label"
+    names = [ln.split(",")[0] for ln in lines[1:]]
+    assert names == sorted(p.name for p in images.iterdir())
+    acc, n = accuracy(str(out), str(demo_root / "digits" / "usps" / "test.csv"))
+    m = json.loads((dann_run / "metrics.json").read_text())
+    assert n == 100 and abs(acc - m["target_test_acc"]) < 1e-6  # predict and the run's own evaluation agree
+
+
+def test_wrapper_end_to_end_from_another_cwd(dann_run, demo_root, tmp_path):
+    ckdir = tmp_path / "ck"
+    r = run_cli("p3_dann.py", "export", "--ckpt", str(dann_run / "best.pt"), "--out", str(ckdir / "p3_dann_usps.pt"),
+                check=True)
+    assert (ckdir / "p3_dann_usps.json").is_file(), r.stdout
+    os.environ["HW3_CKPT_DIR"] = str(ckdir)
+    try:
+        r = run_cli("hw3_p3.sh", str(demo_root / "digits" / "usps" / "test"), "usps", "out dir/p.csv",
+                    cwd=tmp_path, check=True)
+        acc, _ = accuracy(str(tmp_path / "out dir" / "p.csv"), str(demo_root / "digits" / "usps" / "test.csv"))
+        assert acc > 0.6
+        assert_clean_error(run_cli("hw3_p3.sh", str(demo_root), "mnistm", "x.csv", cwd=tmp_path), "p3_dann.py train")
+        assert_clean_error(run_cli("hw3_p3.sh", str(demo_root), "mnist-m", "x.csv", cwd=tmp_path), "unknown target")
+    finally:
+        del os.environ["HW3_CKPT_DIR"]
+
+
+def test_exact_resume(demo_root, tmp_path):
+    args = ["train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", "--mode", "dann",
+            "--steps", "40", "--augment", *FAST]
+    run_cli("p3_dann.py", *args, "--run", str(tmp_path / "full"), check=True)
+    run_cli("p3_dann.py", *args, "--run", str(tmp_path / "split"), "--stop-at", "15", check=True)
+    r = run_cli("p3_dann.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm",
+                "--run", str(tmp_path / "split"), "--resume", check=True)
+    assert "dann usps->mnistm" in r.stdout
+    a, b = (torch.load(tmp_path / x / "last.pt", weights_only=True)["models"]["dann"] for x in ("full", "split"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_hw3_eval_hand_case(tmp_path):
+    (tmp_path / "gt.csv").write_text("image_name,label\na.png,1\nb.png,2\nc.png,3\nd.png,4\n")
+    (tmp_path / "p.csv").write_text("image_name,label\r\nd.png,4\r\nc.png,0\r\nb.png,2\r\na.png,1\r\n")
+    r = run_main(hw3_eval.main, str(tmp_path / "p.csv"), str(tmp_path / "gt.csv"))
+    assert "0.7500" in r.stdout
+    (tmp_path / "short.csv").write_text("image_name,label\na.png,1\n")
+    assert_clean_error(run_main(hw3_eval.main, str(tmp_path / "short.csv"), str(tmp_path / "gt.csv")), "no prediction")
+    (tmp_path / "cols.csv").write_text("name,label\na.png,1\n")
+    assert_clean_error(run_main(hw3_eval.main, str(tmp_path / "cols.csv"), str(tmp_path / "gt.csv")), "lacks column")
+
+
+def test_bad_inputs(dann_run, demo_root, tmp_path):
+    train = ["train", "--data", str(demo_root), "--steps", "2", "--run", str(tmp_path / "r")]
+    assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "mnist-m"), "unknown domain")
+    assert_clean_error(run_main(p3_dann.main, "train", "--data", str(tmp_path / "nowhere"), "--source", "mnist",
+                               "--target", "usps", "--run", str(tmp_path / "r")), "no mnist data")
+    # an existing run is not clobbered without --overwrite
+    assert_clean_error(run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist",
+                               "--target", "usps", "--run", str(dann_run)), "already holds a run")
+    assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "usps", "--resume",
+                               "--run", str(tmp_path / "none")), "not found")
+    out = str(tmp_path / "p.csv")
+    pred = ["predict", "--images", str(demo_root / "digits" / "usps" / "test"), "--out", out]
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert_clean_error(run_main(p3_dann.main, *pred, "--ckpt", str(tmp_path / "junk.pt")),
+                       "cannot read checkpoint")
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes((dann_run / "best.pt").read_bytes()[:2000])
+    assert_clean_error(run_main(p3_dann.main, *pred, "--ckpt", str(trunc)), "cannot read")
+    other = torch.load(dann_run / "best.pt", weights_only=True)
+    other["config"]["kind"] = "p4_adda"
+    torch.save(other, tmp_path / "other.pt")
+    assert_clean_error(run_main(p3_dann.main, *pred, "--ckpt", str(tmp_path / "other.pt")),
+                       "p4_adda")
+    bad = torch.load(dann_run / "best.pt", weights_only=True)
+    bad["models"]["dann"].pop("features.net.1.weight")
+    torch.save(bad, tmp_path / "bad.pt")
+    assert_clean_error(run_main(p3_dann.main, *pred, "--ckpt", str(tmp_path / "bad.pt")),
+                       "does not match")
+    ck = ["--ckpt", str(dann_run / "best.pt")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_clean_error(run_main(p3_dann.main, "predict", *ck, "--images", str(empty), "--out", str(tmp_path / "p.csv")),
+                       "no images")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(demo_root / "digits" / "usps" / "test", corrupt)
+    (corrupt / "00003.png").write_bytes(b"\x89PNG\r\n")
+    assert_clean_error(run_main(p3_dann.main, "predict", *ck, "--images", str(corrupt),
+                               "--out", str(tmp_path / "p.csv")), "cannot decode", "00003.png")
+    assert not (tmp_path / "p.csv").exists()
+    assert_clean_error(run_main(p3_dann.main, "predict", *ck, "--images", str(corrupt), "--out", str(tmp_path)),
+                       ".csv")
+    assert_clean_error(run_main(p3_dann.main, "eval", *ck, "--data", str(demo_root), "--domain", "svhn2"),
+                       "unknown domain")
+
+
+def test_tsne_plots(dann_run, demo_root, tmp_path):
+    r = run_main(tsne.main, "--ckpt", str(dann_run / "best.pt"), "--data", str(demo_root), "--per-class", "8",
+                 "--out-dir", str(tmp_path / "t"))
+    assert (tmp_path / "t" / "tsne_class.png").stat().st_size > 0, r.stdout
+    assert (tmp_path / "t" / "tsne_domain.png").stat().st_size > 0
+
