@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 case "$target" in mnistm|svhn|usps) ;; *) echo "error: unknown target '$target'; expected mnistm, svhn or usps" >&2; exit 2;; esac
 ckpt="${HW3_CKPT_DIR:-checkpoints}/p3_dann_${target}.pt"
 if [ ! -f "$ckpt" ]; then
-  echo "error: no DANN model for target '$target' ($ckpt); train one with: python p3_dann.py train --source SRC --target $target --mode dann --run runs/p3/dann_$target, then python p3_dann.py export --ckpt runs/p3/dann_$target/best.pt --out $ckpt" >&2
+  echo "error: no DANN model for target '$target' ($ckpt); train one with: python p3_dann.py train --source SRC --target $target --mode dann --run-dir runs/p3/dann_$target, then python p3_dann.py export --ckpt runs/p3/dann_$target/best.pt --out $ckpt" >&2
   exit 1
 fi
 exec python3 p3_dann.py predict --ckpt "$ckpt" --images "$images" --out "$out"

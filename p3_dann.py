@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--source", required=True)
     t.add_argument("--target", required=True)
     t.add_argument("--mode", choices=["source", "dann", "target"], default="dann")
-    t.add_argument("--run", help="run folder (default runs/p3/<mode>_<source>2<target>)")
+    t.add_argument("--run-dir", help="run folder (default runs/p3/<mode>_<source>2<target>)")
     t.add_argument("--epochs", type=float, default=100, help="epochs over the labelled training set (report: 100)")
     t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     t.add_argument("--batch", type=int, default=128, help="per domain (report: 128)")
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt, with its config")
+    t.add_argument("--resume", action="store_true", help="continue --run-dir from last.pt, with its config")
     t.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     q = sub.add_parser("predict", help="write image_name,label for every image of a folder")
@@ -70,7 +70,7 @@ def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.
 
 
 def train(a: argparse.Namespace) -> None:
-    run = Path(a.run or f"runs/p3/{a.mode}_{a.source}2{a.target}")
+    run = Path(a.run_dir or f"runs/p3/{a.mode}_{a.source}2{a.target}")
     ck = common.resume_args(a, run, KIND) if a.resume else None
     check_domain(a.source), check_domain(a.target)
     if a.source == a.target:
@@ -176,7 +176,7 @@ def train(a: argparse.Namespace) -> None:
                 raise KeyboardInterrupt
             if step == a.stop_at:
                 checkpoint(run / "last.pt")
-                print(f"stopped at step {step}; continue with --resume --run {run}")
+                print(f"stopped at step {step}; continue with --resume --run-dir {run}")
                 return
 
     if d.is_main:

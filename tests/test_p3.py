@@ -25,7 +25,8 @@ def dann_run(demo_root, tmp_path_factory):
     """A short DANN run mnist -> usps on demo digits."""
     run = tmp_path_factory.mktemp("p3") / "dann"
     run_cli("p3_dann.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps",
-            "--mode", "dann", "--steps", "120", "--batch", "64", "--eval-every", "60", "--run", str(run), check=True)
+            "--mode", "dann", "--steps", "120", "--batch", "64", "--eval-every", "60", "--run-dir", str(run),
+            check=True)
     return run
 
 
@@ -82,10 +83,10 @@ def test_wrapper_end_to_end_from_another_cwd(dann_run, demo_root, tmp_path):
 def test_exact_resume(demo_root, tmp_path):
     args = ["train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", "--mode", "dann",
             "--steps", "40", "--augment", *FAST]
-    run_cli("p3_dann.py", *args, "--run", str(tmp_path / "full"), check=True)
-    run_cli("p3_dann.py", *args, "--run", str(tmp_path / "split"), "--stop-at", "15", check=True)
+    run_cli("p3_dann.py", *args, "--run-dir", str(tmp_path / "full"), check=True)
+    run_cli("p3_dann.py", *args, "--run-dir", str(tmp_path / "split"), "--stop-at", "15", check=True)
     r = run_cli("p3_dann.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm",
-                "--run", str(tmp_path / "split"), "--resume", check=True)
+                "--run-dir", str(tmp_path / "split"), "--resume", check=True)
     assert "dann usps->mnistm" in r.stdout
     a, b = (torch.load(tmp_path / x / "last.pt", weights_only=True)["models"]["dann"] for x in ("full", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -103,15 +104,15 @@ def test_hw3_eval_hand_case(tmp_path):
 
 
 def test_bad_inputs(dann_run, demo_root, tmp_path):
-    train = ["train", "--data", str(demo_root), "--steps", "2", "--run", str(tmp_path / "r")]
+    train = ["train", "--data", str(demo_root), "--steps", "2", "--run-dir", str(tmp_path / "r")]
     assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "mnist-m"), "unknown domain")
     assert_clean_error(run_main(p3_dann.main, "train", "--data", str(tmp_path / "nowhere"), "--source", "mnist",
-                               "--target", "usps", "--run", str(tmp_path / "r")), "no mnist data")
+                               "--target", "usps", "--run-dir", str(tmp_path / "r")), "no mnist data")
     # an existing run is not clobbered without --overwrite
     assert_clean_error(run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist",
-                               "--target", "usps", "--run", str(dann_run)), "already holds a run")
+                               "--target", "usps", "--run-dir", str(dann_run)), "already holds a run")
     assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "usps", "--resume",
-                               "--run", str(tmp_path / "none")), "not found")
+                               "--run-dir", str(tmp_path / "none")), "not found")
     out = str(tmp_path / "p.csv")
     pred = ["predict", "--images", str(demo_root / "digits" / "usps" / "test"), "--out", out]
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

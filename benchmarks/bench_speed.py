@@ -1,0 +1,185 @@
+"""Training / prediction throughput: this project's pipeline against a conventional one, same model, same batch.
+
+The conventional pipeline is the usual way: a Dataset that opens each PNG with PIL per item, torchvision
+transforms, and a DataLoader with worker processes. Ours decodes once (cached uint8 tensor) and draws
+batches by index on the training device.
+
+  python benchmarks/bench_speed.py --data hw3_data --repeats 3 > benchmarks/speed_cpu.md
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from datasets import DeviceSampler, load_digits, load_faces  # noqa: E402
+from models import DANN, DCGANDiscriminator, DCGANGenerator, dann_coeff  # noqa: E402
+
+
+class PILFolder(Dataset):
+    """The conventional dataset: PIL decode + transforms per item, in DataLoader workers."""
+
+    def __init__(self, folder: Path, csv_path: Path | None, column: str | None, size: int):
+        import torchvision.transforms as T
+
+        if csv_path is not None:
+            with open(csv_path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.items = [(folder / r["image_name"], int(float(r[column]))) for r in rows]
+        else:
+            self.items = [(p, 0) for p in sorted(folder.iterdir())]
+        self.tf = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        path, y = self.items[i]
+        return self.tf(Image.open(path).convert("RGB")), y
+
+
+def endless(loader: DataLoader):
+    while True:
+        yield from loader
+
+
+def dann_step(net, opt, xs, ys, xt, p):
+    net.domain_classifier.reverse.coeff = dann_coeff(p)
+    logits, dom = net(torch.cat([xs, xt]))
+    dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long()
+    loss = F.cross_entropy(logits[: len(xs)], ys) + F.cross_entropy(dom, dom_true)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+def gan_step(g, d, opt_g, opt_d, real):
+    z = torch.randn(len(real), 100)
+    fake = g(z)
+    ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
+    bce = F.binary_cross_entropy_with_logits
+    loss_d = bce(d(real), ones) + bce(d(fake.detach()), zeros)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    loss_g = bce(d(fake), ones)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+
+
+def timed(fn, steps: int, warmup: int) -> float:
+    """Steps per second of `fn(i)` after `warmup` untimed steps."""
+    for i in range(warmup):
+        fn(i)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        fn(i)
+    return steps / (time.perf_counter() - t0)
+
+
+def bench_dann(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float]:
+    torch.manual_seed(0)
+    net = DANN(input_norm=True)
+    opt = torch.optim.Adam(net.parameters(), 2e-4)
+    g = torch.Generator().manual_seed(0)
+    src = DeviceSampler(load_digits(root, "usps", "train"), torch.device("cpu"), g)
+    tgt = DeviceSampler(load_digits(root, "mnistm", "train"), torch.device("cpu"), g)
+
+    def ours(i):
+        (xs, ys), (xt, _) = src.sample(batch), tgt.sample(batch)
+        dann_step(net, opt, xs, ys, xt, i / steps)
+
+    base = root / "digits"
+    loaders = [endless(DataLoader(PILFolder(base / d / "train", base / d / "train.csv", "label", 28), batch,
+                                  shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0))
+               for d in ("usps", "mnistm")]
+
+    def conventional(i):
+        (xs, ys), (xt, _) = next(loaders[0]), next(loaders[1])
+        dann_step(net, opt, xs, ys, xt, i / steps)
+
+    return timed(ours, steps, warmup), timed(conventional, steps, warmup)
+
+
+def bench_dcgan(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float]:
+    torch.manual_seed(0)
+    g, d = DCGANGenerator(), DCGANDiscriminator()
+    opt_g, opt_d = (torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
+    faces = DeviceSampler(load_faces(root, "train", "Smiling"), torch.device("cpu"), torch.Generator().manual_seed(0))
+    loader = endless(DataLoader(PILFolder(root / "face" / "train", root / "face" / "train.csv", "Smiling", 64), batch,
+                                shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0))
+    ours = timed(lambda i: gan_step(g, d, opt_g, opt_d, faces.sample(batch)[0]), steps, warmup)
+    conventional = timed(lambda i: gan_step(g, d, opt_g, opt_d, next(loader)[0]), steps, warmup)
+    return ours, conventional
+
+
+def bench_predict(root: Path) -> tuple[float, int]:
+    """Wall seconds of `hw3_p3.sh` on the MNIST-M dev-test folder, process start included, and the image count."""
+    folder = root / "digits" / "mnistm" / "test"
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        subprocess.run(["bash", str(Path(__file__).resolve().parents[1] / "hw3_p3.sh"), str(folder), "mnistm",
+                        f"{tmp}/p.csv"], check=True, capture_output=True)
+        return time.perf_counter() - t0, len(os.listdir(folder))
+
+
+def bench_first_batch(root: Path) -> tuple[float, float]:
+    """Seconds until the MNIST-M training set is a tensor: cold (empty cache, decode) and warm (cache hit)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["HW3_CACHE"] = tmp
+        t0 = time.perf_counter()
+        load_digits(root, "mnistm", "train")
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        load_digits(root, "mnistm", "train")
+        return cold, time.perf_counter() - t0
+
+
+def summary(xs: list[float]) -> str:
+    return f"{min(xs):.2f} / {statistics.median(xs):.2f} / {max(xs):.2f}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="hw3_data")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--gan-steps", type=int, default=4)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the conventional pipeline")
+    a = p.parse_args()
+    root = Path(a.data)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"conventional DataLoader with {a.workers} workers; min / median / max over {a.repeats} repeats\n")
+    print("| benchmark | ours | conventional | ratio (ours / conventional) |\n|---|---|---|---|")
+    for name, fn, steps, batch_images in (("DANN usps->mnistm train, steps/s", bench_dann, a.steps, 256),
+                                          ("DCGAN 64x64 train, steps/s", bench_dcgan, a.gan_steps, 128)):
+        res = [fn(root, steps, 2, a.workers) for _ in range(a.repeats)]
+        ours, conv = [r[0] for r in res], [r[1] for r in res]
+        ratio = [o / c for o, c in res]
+        print(f"| {name} | {summary(ours)} | {summary(conv)} | {summary(ratio)} |")
+        print(f"| {name.split(',')[0]}, images/s | {summary([x * batch_images for x in ours])} | "
+              f"{summary([x * batch_images for x in conv])} | |")
+    pred = [bench_predict(root) for _ in range(a.repeats)]
+    n = pred[0][1]
+    print(f"| hw3_p3.sh on {n} MNIST-M images, wall s (process start included) | {summary([t for t, _ in pred])} | | |")
+    print(f"| hw3_p3.sh, images/s end to end | {summary([n / t for t, _ in pred])} | | |")
+    first = [bench_first_batch(root) for _ in range(a.repeats)]
+    print(f"| MNIST-M train (53k) to tensor, cold cache s | {summary([c for c, _ in first])} | | |")
+    print(f"| MNIST-M train (53k) to tensor, warm cache s | {summary([w for _, w in first])} | | |")
+
+
+if __name__ == "__main__":
+    main()
