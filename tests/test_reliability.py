@@ -1,0 +1,78 @@
+"""No lost work: Ctrl-C checkpoints and exits 130, SIGKILL leaves a loadable checkpoint, NaN stops cleanly."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, assert_clean_error, run_cli, run_main
+
+import common
+import p3_dann
+
+
+def train_cmd(demo_root, run, steps="100000"):
+    return [sys.executable, str(ROOT / "p3_dann.py"), "train", "--data", str(demo_root), "--source", "mnist",
+            "--target", "usps", "--steps", steps, "--batch", "16", "--eval-every", "5", "--run-dir", str(run)]
+
+
+def wait_for(path, proc, timeout=120):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, "no checkpoint appeared"
+        time.sleep(0.2)
+
+
+def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(train_cmd(demo_root, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wait_for(run / "last.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    step = common.load_checkpoint(run / "last.pt", "p3_dann")["step"]
+    assert step >= 5
+    r = run_cli(*train_cmd(demo_root, run, steps="100000")[1:3], "--source", "mnist", "--target", "usps",
+                "--run-dir", str(run), "--resume", "--stop-at", str(step + 3), check=True)
+    assert common.load_checkpoint(run / "last.pt", "p3_dann")["step"] == step + 3, r.stdout
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.1, 2.3])
+def test_sigkill_never_leaves_a_broken_checkpoint(demo_root, tmp_path, delay):
+    run = tmp_path / "run"
+    cmd = train_cmd(demo_root, run)
+    cmd[cmd.index("--eval-every") + 1] = "1"  # a checkpoint write every step: kills land inside writes too
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    wait_for(run / "last.pt", proc)
+    time.sleep(delay)
+    proc.kill()
+    proc.wait()
+    ck = common.load_checkpoint(run / "last.pt", "p3_dann")
+    assert ck["step"] >= 1 and "optimizers" in ck
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, monkeypatch):
+    real_ce = torch.nn.functional.cross_entropy
+    calls = {"n": 0}
+
+    def flaky_ce(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_ce(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 20 else loss  # two calls per DANN step: NaN from step 11
+
+    monkeypatch.setattr(p3_dann.F, "cross_entropy", flaky_ce)
+    run = tmp_path / "run"
+    r = run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps",
+                 "--steps", "40", "--batch", "16", "--eval-every", "5", "--run-dir", str(run))
+    assert_clean_error(r, "non-finite", "step 11")
+    ck = common.load_checkpoint(run / "last.pt", "p3_dann")
+    assert ck["step"] == 10
+    assert all(torch.isfinite(v).all() for v in ck["models"]["dann"].values() if v.is_floating_point())
