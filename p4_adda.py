@@ -3,8 +3,9 @@
 Three stages on one step counter:
   1. pretrain   source encoder + classifier on labelled source images;
   2. adapt      target encoder (a copy of the source encoder) against a feature critic; the source side is frozen;
-  3. selftrain  target encoder on confident, class-balanced pseudo-labels of target images, consistent under
-                augmentation (FixMatch / DIRT-T spirit); optional (--selftrain-steps 0 turns it off).
+  3. selftrain  target encoder, restarted from the checkpoint chosen so far, on confident, class-balanced
+                pseudo-labels of target images, consistent under augmentation (FixMatch / DIRT-T
+                spirit); --selftrain-steps 0 turns it off.
 
 Model selection never sees target labels: from the end of stage 1 on, the kept checkpoint is the one with the
 highest information-maximisation score H(mean p) - mean H(p) on unlabelled target *train* images.
@@ -33,8 +34,8 @@ from datasets import DIGIT_SIZE, DeviceSampler, ImageSet, augment_digits, check_
 from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder
 
 KIND = "p4_adda"
-PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "smooth": 0.0, "gp": 0.0, "critic_hidden": 500,
-         "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4, "beta1": 0.5}  # the report's ADDA
+PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "smooth": 0.0, "gp": 0.0,
+         "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4, "beta1": 0.5}  # the report's ADDA
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--no-input-norm", dest="input_norm", action="store_false",
                    help="bn encoder without per-image standardisation")
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no device-side augmentation")
+    t.add_argument("--zoom", action="store_true", help="random rescale of the digits too (with augmentation)")
     t.add_argument("--critic-hidden", type=int, default=500, help="critic width (report: 500)")
     t.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the critic's targets")
     t.add_argument("--gp", type=float, default=0.0, help="weight of a zero-centred gradient penalty on the critic")
@@ -103,6 +105,15 @@ def im_score(logits: torch.Tensor) -> float:
     p = logits.float().softmax(1)
     ent = lambda q: -(q * q.clamp_min(1e-8).log()).sum(-1)  # noqa: E731
     return (ent(p.mean(0)) - ent(p).mean()).item()
+
+
+def zoom(x: torch.Tensor, g: torch.Generator, lo: float = 0.7, hi: float = 1.15) -> torch.Tensor:
+    """Random rescale of each digit about the centre (USPS digits fill the frame, MNIST ones do not)."""
+    s = lo + (hi - lo) * torch.rand(len(x), generator=g, device=g.device).to(x.device)
+    theta = torch.zeros(len(x), 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 def gradient_penalty(critic: nn.Module, fs: torch.Tensor, ft: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -194,10 +205,12 @@ def train(a: argparse.Namespace) -> None:
         tgt_enc.train(), critic.train(), teacher.eval().requires_grad_(False)
 
     def enter_stage(s: int) -> None:
-        """At a stage boundary: the target encoder starts as the source encoder; the teacher as the target one."""
+        """At a stage boundary: the target encoder starts as the source encoder; the teacher as the chosen one."""
         if s == P:
             tgt_enc.load_state_dict(src_enc.state_dict())
-        if s == P + A:
+        if s == P + A:  # self-training starts from the checkpoint chosen so far (unsupervised), not the last
+            if (run / "best.pt").is_file():
+                tgt_enc.load_state_dict(common.load_checkpoint(run / "best.pt", KIND)["models"]["target_encoder"])
             teacher.load_state_dict(tgt_enc.state_dict())
         set_modes(s)
 
@@ -209,10 +222,14 @@ def train(a: argparse.Namespace) -> None:
                       "rng": {"batches": g.get_state(), "global": common.rng_state()}}
         common.save_checkpoint(path, state)
 
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        x = augment_digits(x, g)
+        return zoom(x, g) if a.zoom else x
+
     def pretrain_step() -> dict[str, float]:
         xs, ys = src.sample(a.batch)
         if a.augment:
-            xs = augment_digits(xs, g)
+            xs = aug(xs)
         with common.autocast(d.device):
             logits = cls(src_enc(xs))
             loss = F.cross_entropy(logits, ys)
@@ -224,7 +241,7 @@ def train(a: argparse.Namespace) -> None:
     def adapt_step() -> dict[str, float]:
         (xs, _), (xt, _) = src.sample(a.batch), tgt.sample(a.batch)
         if a.augment:
-            xs, xt = augment_digits(xs, g), augment_digits(xt, g)
+            xs, xt = aug(xs), aug(xt)
         dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(d.device)  # source 0, target 1
         with common.autocast(d.device):
             with torch.no_grad():
@@ -256,7 +273,7 @@ def train(a: argparse.Namespace) -> None:
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
             mask = (conf >= a.threshold).float()
         with common.autocast(d.device):  # the student's view: an augmented image
-            logits = cls(tgt_enc(augment_digits(xt, g)))
+            logits = cls(tgt_enc(aug(xt)))
             loss = (F.cross_entropy(logits.float(), pseudo, reduction="none") * mask).mean()
         opts["selftrain"].zero_grad(set_to_none=True)
         loss.backward()
@@ -304,6 +321,10 @@ def train(a: argparse.Namespace) -> None:
                 log.write(step, ev)
                 if step == P:
                     best["source_only_target_test_acc"] = ev["target_test_acc"]
+                if step >= P:  # the ablation rows: each stage's best checkpoint by the same criterion
+                    by = best.setdefault("by_stage", {})
+                    if ev["im"] > by.get(stage(step - 1), {}).get("im", -float("inf")):
+                        by[stage(step - 1)] = {"im": ev["im"], "step": step, "target_test_acc": ev["target_test_acc"]}
                 if step >= P and ev["im"] > best["im"]:  # selection on unlabelled target images only
                     best |= {"im": ev["im"], "step": step, "target_test_acc": ev["target_test_acc"],
                              "stage": stage(step - 1)}
