@@ -106,11 +106,6 @@ def gan_losses_real_fake(logit: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logit.float(), target)
 
 
-def fixed_noise(n: int, seed: int) -> torch.Tensor:
-    """Noise (n, 100) from its own CPU generator: the same for every snapshot, resume or not."""
-    return torch.randn(n, Z_DIM, generator=torch.Generator().manual_seed(seed))
-
-
 def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """The shared loop: data on the device, Adam for both nets, checkpoints, snapshots, metrics, curves."""
     d = common.setup(a.device, a.seed)
@@ -149,7 +144,8 @@ def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None
                 "rng": {"batches": g.get_state(), "global": common.rng_state()}})
 
     def snapshot() -> None:
-        if d.is_main:  # eval mode: BN running statistics, nothing in the training state changes
+        """A grid from the fixed noise (its own seeded CPU generator), in eval mode: training state untouched."""
+        if d.is_main:
             G.eval()
             with torch.inference_mode():
                 images, cols = spec.figure(G, torch.Generator().manual_seed(a.seed + 12345), d.device)
@@ -179,17 +175,24 @@ def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None
                 snapshot()
             if step % a.ckpt_every == 0 or step == steps or stop.requested:
                 checkpoint()
-            if stop.requested:
+            if stop.requested:  # Ctrl-C: checkpoint written above, curves too, exit code 130
+                if d.is_main:
+                    plot_gan_curves(run)
                 raise KeyboardInterrupt
 
     if d.is_main:
-        groups = {"losses": ["loss_d", "loss_g", "loss_d_aux", "loss_g_aux"],
-                  "discriminator outputs": ["d_real", "d_fake"],
-                  "auxiliary accuracy": ["aux_acc_real", "aux_acc_fake"]}
-        logged = set().union(*map(set, common.read_metrics(run / "metrics.jsonl")))
-        common.plot_curves(run, {t: ks for t, ks in groups.items() if logged & set(ks)})
+        plot_gan_curves(run)
         print(f"{spec.kind}: {steps} steps, {steps * a.batch} images seen  [{run}]")
     common.cleanup(d)
+
+
+def plot_gan_curves(run: Path) -> Path:
+    """curves.png: D/G losses, D(x) and D(G(z)), auxiliary accuracy (the panels that were logged)."""
+    groups = {"losses": ["loss_d", "loss_g", "loss_d_aux", "loss_g_aux"],
+              "discriminator outputs": ["d_real", "d_fake"],
+              "auxiliary accuracy": ["aux_acc_real", "aux_acc_fake"]}
+    logged = set().union(*map(set, common.read_metrics(run / "metrics.jsonl")))
+    return common.plot_curves(run, {t: ks for t, ks in groups.items() if logged & set(ks)})
 
 
 # ----------------------------------------------------------------------------- generators, sampling, grids
