@@ -375,6 +375,27 @@ def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.
     return torch.cat(out)
 
 
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512,
+                       max_images: int = 20000, seed: int = 0) -> None:
+    """AdaBN: re-estimate every BatchNorm's running statistics on `images` (uint8, unlabelled), in place."""
+    from datasets import to_unit
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
+    model.train()
+    for i in range(0, len(idx), batch):
+        with autocast(device):
+            model(to_unit(images[idx[i:i + batch]].to(device)))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
 def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
              device: torch.device) -> float:
     """Top-1 accuracy of `model` on a labelled image tensor."""

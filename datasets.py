@@ -305,9 +305,20 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(127.5).sub_(1.0)
 
 
-def augment_digits(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def random_zoom(x: torch.Tensor, g: torch.Generator, lo: float = 0.7, hi: float = 1.15) -> torch.Tensor:
+    """Random rescale of each image about its centre (USPS digits fill the frame, MNIST ones do not)."""
+    s = lo + (hi - lo) * torch.rand(len(x), generator=g, device=g.device).to(x.device)
+    theta = torch.zeros(len(x), 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def augment_digits(x: torch.Tensor, g: torch.Generator, zoom: bool = False) -> torch.Tensor:
     """Device-side augmentation of a float batch in [-1, 1]: random shift (+-2 px), per-image colour
-    mixing of the channels with random gains and offsets, and random inversion."""
+    mixing of the channels with random gains and offsets, random inversion, and (zoom) random rescaling."""
+    if zoom:
+        x = random_zoom(x, g)
     b, c, h, w = x.shape
     dev = x.device
     pad = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")

@@ -221,9 +221,13 @@ class DANN(nn.Module):
         self.label_classifier = LabelClassifier()
         self.domain_classifier = DomainClassifier()
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(digit logits (B, 10), domain logits (B, 2)); the domain head sees reversed gradients."""
-        f = self.features(x)
+    def forward(self, x: torch.Tensor, n_source: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(digit logits (B, 10), domain logits (B, 2)); the domain head sees reversed gradients.
+        With n_source, the first n_source images and the rest pass the features separately (per-domain BatchNorm)."""
+        if n_source is None or n_source >= len(x):
+            f = self.features(x)
+        else:
+            f = torch.cat([self.features(x[:n_source]), self.features(x[n_source:])])
         return self.label_classifier(f), self.domain_classifier(f)
 
 
