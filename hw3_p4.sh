@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 case "$target" in mnistm|svhn|usps) ;; *) echo "error: unknown target '$target'; expected mnistm, svhn or usps" >&2; exit 2;; esac
 ckpt="${ckpt_dir:-checkpoints}/p4_adda_${target}.pt"
 if [ ! -f "$ckpt" ]; then
-  echo "error: no P4 model for target '$target' ($ckpt); train one with: python p4_adda.py train --source SRC --target $target --run runs/p4/$target, then python p4_adda.py export --ckpt runs/p4/$target/best.pt --out $ckpt" >&2
+  echo "error: no P4 model for target '$target' ($ckpt); train one with: python p4_adda.py train --source SRC --target $target --run-dir runs/p4/$target, then python p4_adda.py export --ckpt runs/p4/$target/best.pt --out $ckpt" >&2
   exit 1
 fi
 exec python3 p4_adda.py predict --ckpt "$ckpt" --images "$images" --out "$out"

@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--data", default="hw3_data", help="root of the course layout")
     t.add_argument("--source", required=True)
     t.add_argument("--target", required=True)
-    t.add_argument("--run", help="run folder (default runs/p4/<source>2<target>)")
+    t.add_argument("--run-dir", help="run folder (default runs/p4/<source>2<target>)")
     t.add_argument("--plain", action="store_true", help="the report's ADDA: " + ", ".join(f"{k}={v}" for k, v in
                                                                                          PLAIN.items()))
     t.add_argument("--pretrain-steps", type=int, default=2000, help="stage 1 steps")
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    t.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     t.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)  # checkpoint and stop here, as Ctrl-C would
     x = sub.add_parser("export", help="ship a run's checkpoint: fp16 target encoder + classifier + config")
@@ -105,15 +105,6 @@ def im_score(logits: torch.Tensor) -> float:
     p = logits.float().softmax(1)
     ent = lambda q: -(q * q.clamp_min(1e-8).log()).sum(-1)  # noqa: E731
     return (ent(p.mean(0)) - ent(p).mean()).item()
-
-
-def zoom(x: torch.Tensor, g: torch.Generator, lo: float = 0.7, hi: float = 1.15) -> torch.Tensor:
-    """Random rescale of each digit about the centre (USPS digits fill the frame, MNIST ones do not)."""
-    s = lo + (hi - lo) * torch.rand(len(x), generator=g, device=g.device).to(x.device)
-    theta = torch.zeros(len(x), 2, 3, device=x.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 def gradient_penalty(critic: nn.Module, fs: torch.Tensor, ft: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -150,10 +141,9 @@ def build(cfg: dict, d: common.Dist) -> tuple[dict[str, nn.Module], dict[str, to
 
 
 def train(a: argparse.Namespace) -> None:
-    run = Path(a.run or f"runs/p4/{a.source}2{a.target}")
+    run = Path(a.run_dir or f"runs/p4/{a.source}2{a.target}")
     if a.resume:  # the run's own settings win over the command line's (except where data and device are)
-        saved = common.load_checkpoint(run / "last.pt", KIND)["config"] if (run / "last.pt").is_file() else {}
-        vars(a).update({k: v for k, v in saved.items() if k in vars(a) and k not in ("data", "device", "run")})
+        common.resume_args(a, run, KIND)
     check_domain(a.source), check_domain(a.target)
     if a.source == a.target:
         raise UserError("--source and --target must differ")
@@ -162,7 +152,7 @@ def train(a: argparse.Namespace) -> None:
     d = common.setup(a.device, a.seed)
     if d.world > 1:
         raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
-    config = {"kind": KIND, **{k: v for k, v in vars(a).items() if k not in ("cmd", "resume", "overwrite", "stop_at")}}
+    config = {"kind": KIND, **common.run_config(a)}
 
     # data: labelled source (train / validation), unlabelled target train; target dev-test only reported
     src_train, src_val, _ = digit_splits(a.data, a.source, a.val_fraction, a.seed)
@@ -223,8 +213,7 @@ def train(a: argparse.Namespace) -> None:
         common.save_checkpoint(path, state)
 
     def aug(x: torch.Tensor) -> torch.Tensor:
-        x = augment_digits(x, g)
-        return zoom(x, g) if a.zoom else x
+        return augment_digits(x, g, a.zoom)
 
     def pretrain_step() -> dict[str, float]:
         xs, ys = src.sample(a.batch)

@@ -11,12 +11,12 @@ export OMP_NUM_THREADS=1
 t() { python p4_adda.py train --data "$data" --overwrite "$@"; }
 
 # usps -> mnistm
-t --source usps --target mnistm --run "$out/p4_u2m_plain" --plain --pretrain-steps 1000 --adapt-steps 1500 --eval-every 250
-t --source usps --target mnistm --run "$out/p4_u2m_full" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250
+t --source usps --target mnistm --run-dir "$out/p4_u2m_plain" --plain --pretrain-steps 1000 --adapt-steps 1500 --eval-every 250
+t --source usps --target mnistm --run-dir "$out/p4_u2m_full" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250
 # mnistm -> usps
-t --source mnistm --target usps --run "$out/p4_m2u_full" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200
+t --source mnistm --target usps --run-dir "$out/p4_m2u_full" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200
 # mnist -> mnistm (not run yet: out of CPU time)
-t --source mnist --target mnistm --run "$out/p4_mn2m_full" --pretrain-steps 600 --adapt-steps 800 --selftrain-steps 1000 --eval-every 200
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_full" --pretrain-steps 600 --adapt-steps 800 --selftrain-steps 1000 --eval-every 200
 
 # shipped checkpoints (best.pt = chosen by im-score on unlabelled target train images)
 python p4_adda.py export --ckpt "$out/p4_u2m_full/best.pt" --out checkpoints/p4_adda_mnistm.pt

@@ -29,7 +29,7 @@ def same(a: dict, b: dict) -> bool:
 def adapted(demo_root, tmp_path_factory):
     """A short improved run mnist -> mnistm on the demo digits (its metrics and best.pt)."""
     run = tmp_path_factory.mktemp("p4") / "m2mm"
-    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run",
+    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run-dir",
             str(run), "--pretrain-steps", "100", "--adapt-steps", "100", "--selftrain-steps", "100", "--batch", "64",
             "--eval-every", "50", "--device", "cpu", check=True)
     return run
@@ -67,14 +67,14 @@ def test_adaptation_beats_source_only(adapted):
 
 def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root, tmp_path):
     args = ["p4_adda.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", *SHORT]
-    run_cli(*args, "--run", str(tmp_path / "full"), check=True)
+    run_cli(*args, "--run-dir", str(tmp_path / "full"), check=True)
     part = tmp_path / "part"
-    run_cli(*args, "--run", str(part), "--stop-at", "20", check=True)  # the end of stage 1
+    run_cli(*args, "--run-dir", str(part), "--stop-at", "20", check=True)  # the end of stage 1
     at_p = load(part / "last.pt")
     assert at_p["step"] == 20
     assert same(at_p["models"]["target_encoder"], at_p["models"]["source_encoder"])
-    run_cli(*args, "--run", str(part), "--resume", "--stop-at", "33", check=True)  # mid stage 2
-    run_cli(*args, "--run", str(part), "--resume", check=True)
+    run_cli(*args, "--run-dir", str(part), "--resume", "--stop-at", "33", check=True)  # mid stage 2
+    run_cli(*args, "--run-dir", str(part), "--resume", check=True)
     end, full = load(part / "last.pt"), load(tmp_path / "full" / "last.pt")
     for k in ("source_encoder", "classifier"):
         assert same(end["models"][k], at_p["models"][k]), f"{k} changed after stage 1"
@@ -117,7 +117,7 @@ def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
 
 def test_bad_inputs(demo_root, adapted, tmp_path):
     assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "kmnist", "--target",
-                               "mnistm", "--run", str(tmp_path / "r")), "kmnist")
+                               "mnistm", "--run-dir", str(tmp_path / "r")), "kmnist")
     assert_clean_error(run_cli("p4_adda.py", "predict", "--ckpt", str(adapted / "best.pt"), "--images",
                                str(tmp_path / "nope"), "--out", str(tmp_path / "p.csv")), "not found")
     p3 = tmp_path / "p3.pt"
@@ -127,4 +127,4 @@ def test_bad_inputs(demo_root, adapted, tmp_path):
     assert_clean_error(run_cli("p4_adda.py", "eval", "--ckpt", str(adapted / "best.pt"), "--data", str(demo_root),
                                "--domain", "nope"), "nope")
     assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(tmp_path), "--source", "usps", "--target",
-                               "mnistm", "--run", str(tmp_path / "r")), "usps")
+                               "mnistm", "--run-dir", str(tmp_path / "r")), "usps")
