@@ -93,13 +93,16 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
 
 
 def prepare_model(model: nn.Module, d: Dist, compile: bool = False) -> nn.Module:
-    """Move to the device (channels_last on CUDA), optionally compile, wrap in DDP under torchrun."""
+    """Move to the device (channels_last on CUDA), optionally compile, wrap in DDP under torchrun.
+    On CPU (gloo) each rank's BatchNorm sees its own half of the batch; on CUDA BatchNorm is synchronised."""
     model = model.to(d.device)
     if d.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if compile:
         model = torch.compile(model)
     if d.world > 1 and any(p.requires_grad for p in model.parameters()):
+        if d.device.type == "cuda":  # batch statistics over the global batch (SyncBatchNorm is CUDA-only)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [d.device.index] if d.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     return model

@@ -13,9 +13,9 @@ for pair in "usps mnistm u2m" "mnistm usps m2u"; do
     t --source "$1" --target "$2" --mode source --run-dir "$out/base_source_$3"
     t --source "$1" --target "$2" --mode dann --run-dir "$out/base_dann_$3"
   fi
-  if [ "$which" != report ]; then  # + per-image input normalisation, shift/colour/inversion/zoom augmentation
+  if [ "$which" != report ]; then  # + per-image input normalisation, shift/colour/inversion/zoom augmentation, per-domain BN + AdaBN (dann)
     for mode in source dann target; do
-      t --source "$1" --target "$2" --mode $mode --input-norm --augment --zoom --run-dir "$out/imp_${mode}_$3"
+      t --source "$1" --target "$2" --mode $mode --input-norm --augment --zoom --domain-bn --run-dir "$out/imp_${mode}_$3"
     done
   fi
 done

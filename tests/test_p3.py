@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import assert_clean_error, run_cli, run_main
+from conftest import ROOT, assert_clean_error, run_cli, run_main
 
 import common
 import hw3_eval
@@ -154,3 +156,17 @@ def test_tsne_plots(dann_run, demo_root, tmp_path):
     assert (tmp_path / "t" / "tsne_class.png").stat().st_size > 0, r.stdout
     assert (tmp_path / "t" / "tsne_domain.png").stat().st_size > 0
 
+
+
+def test_two_ranks_with_torchrun_on_cpu(demo_root, tmp_path):
+    """DDP over gloo: two processes train one model, rank 0 alone writes the run folder."""
+    run = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(ROOT / "p3_dann.py"), "train", "--data", str(demo_root), "--source", "mnist",
+                        "--target", "usps", "--steps", "12", "--batch", "32", "--eval-every", "6",
+                        "--run-dir", str(run)], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert common.load_checkpoint(run / "last.pt", "p3_dann")["step"] == 12
+    assert r.stdout.count("dann mnist->usps: best step") == 1  # one summary line: rank 0 alone reports
