@@ -64,7 +64,7 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train the GAN on the faces of --data")
     t.add_argument("--data", default="hw3_data", help="root of the course layout (face/train)")
-    t.add_argument("--run", required=True, help="run folder: config.json, metrics.jsonl, last.pt, samples/")
+    t.add_argument("--run-dir", required=True, help="run folder: config.json, metrics.jsonl, last.pt, samples/")
     t.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training set (report: {epochs})")
     t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     t.add_argument("--batch", type=int, default=batch, help=f"report: {batch}")
@@ -75,7 +75,7 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--ckpt-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    t.add_argument("--resume", action="store_true", help="continue the run in --run from its last.pt")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     s = sub.add_parser("sample", help="the graded figure (--out FILE) or N single PNGs (--n N --out DIR)")
     s.add_argument("--ckpt", required=True)
@@ -117,7 +117,7 @@ def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None
     sampler = DeviceSampler(data, d.device, g)
     steps = a.steps or max(1, round(a.epochs * len(sampler) / a.batch))
     config |= {"total_steps": steps, "train_images": len(sampler)}
-    run = common.open_run(a.run, config, a.resume, a.overwrite, d)
+    run = common.open_run(a.run_dir, config, a.resume, a.overwrite, d)
 
     G, D = spec.build_g(), spec.build_d()
     G.apply(init_dcgan), D.apply(init_dcgan)

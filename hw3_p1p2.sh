@@ -7,8 +7,9 @@ if [ $# -ne 1 ]; then
 fi
 abs() { case "$1" in /*) printf '%s' "$1";; *) printf '%s/%s' "$PWD" "$1";; esac; }
 out=$(abs "$1")
+ckdir=${HW3_CKPT_DIR:+$(abs "$HW3_CKPT_DIR")}
 cd "$(dirname "${BASH_SOURCE[0]}")"
-ckdir="${HW3_CKPT_DIR:-checkpoints}"
+ckdir="${ckdir:-checkpoints}"
 for f in p1_dcgan p2_acgan; do
   if [ ! -f "$ckdir/$f.pt" ]; then
     echo "error: missing generator $ckdir/$f.pt; train one (python ${f}.py train ...) and export it" \

@@ -7,9 +7,10 @@ if [ $# -ne 3 ]; then
 fi
 abs() { case "$1" in /*) printf '%s' "$1";; *) printf '%s/%s' "$PWD" "$1";; esac; }
 images=$(abs "$1"); target=$2; out=$(abs "$3")
+ckpt_dir=${HW3_CKPT_DIR:+$(abs "$HW3_CKPT_DIR")}
 cd "$(dirname "${BASH_SOURCE[0]}")"
 case "$target" in mnistm|svhn|usps) ;; *) echo "error: unknown target '$target'; expected mnistm, svhn or usps" >&2; exit 2;; esac
-ckpt="${HW3_CKPT_DIR:-checkpoints}/p3_dann_${target}.pt"
+ckpt="${ckpt_dir:-checkpoints}/p3_dann_${target}.pt"
 if [ ! -f "$ckpt" ]; then
   echo "error: no DANN model for target '$target' ($ckpt); train one with: python p3_dann.py train --source SRC --target $target --mode dann --run-dir runs/p3/dann_$target, then python p3_dann.py export --ckpt runs/p3/dann_$target/best.pt --out $ckpt" >&2
   exit 1

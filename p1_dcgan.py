@@ -1,6 +1,6 @@
 """P1: DCGAN on 64x64 faces, with the report's networks and hyper-parameters.
 
-  python p1_dcgan.py train --data hw3_data --run runs/p1
+  python p1_dcgan.py train --data hw3_data --run-dir runs/p1
   python p1_dcgan.py export --ckpt runs/p1/last.pt --out checkpoints/p1_dcgan.pt
   python p1_dcgan.py sample --ckpt checkpoints/p1_dcgan.pt --out fig1_2.jpg --seed 0
   python p1_dcgan.py eval --ckpt checkpoints/p1_dcgan.pt --data hw3_data --n 1000

@@ -1,6 +1,6 @@
 """P2: ACGAN on 64x64 faces conditioned on one binary attribute (default Smiling), the report's networks.
 
-  python p2_acgan.py train --data hw3_data --attr Smiling --run runs/p2
+  python p2_acgan.py train --data hw3_data --attr Smiling --run-dir runs/p2
   python p2_acgan.py export --ckpt runs/p2/last.pt --out checkpoints/p2_acgan.pt
   python p2_acgan.py sample --ckpt checkpoints/p2_acgan.pt --out fig2_2.jpg --seed 0
   python p2_acgan.py eval --ckpt checkpoints/p2_acgan.pt --data hw3_data --n 1000

@@ -43,7 +43,7 @@ def shipped(demo_root, tmp_path_factory) -> Path:
     """Tiny trained runs of both GANs on demo faces, exported like checkpoints/ (p1_dcgan.pt, p2_acgan.pt)."""
     base = tmp_path_factory.mktemp("gan")
     for module, name in ((p1_dcgan, "p1_dcgan"), (p2_acgan, "p2_acgan")):
-        module.main(["train", "--data", str(demo_root), "--run", str(base / name), *TINY])
+        module.main(["train", "--data", str(demo_root), "--run-dir", str(base / name), *TINY])
         module.main(["export", "--ckpt", str(base / name / "last.pt"), "--out", str(base / "ckpt" / f"{name}.pt")])
     return base
 
@@ -102,9 +102,9 @@ def test_resume_is_exact(demo_root, tmp_path):
     module = p2_acgan
     args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "2",
             "--ckpt-every", "2"]
-    module.main([*args, "--run", str(tmp_path / "a"), "--steps", "4"])
-    module.main([*args, "--run", str(tmp_path / "b"), "--steps", "2"])
-    module.main([*args, "--run", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    module.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"])
+    module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "2"])
+    module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume"])
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
     assert a["step"] == b["step"] == 4
     for net in ("G", "D"):
@@ -151,11 +151,11 @@ def test_fid_self_zero_noise_large(demo_root):
 
 
 def test_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
-    r = cli(p2_acgan, ["train", "--data", str(demo_root), "--attr", "Dimples", "--run", str(tmp_path / "r"), *TINY],
+    r = cli(p2_acgan, ["train", "--data", str(demo_root), "--attr", "Dimples", "--run-dir", str(tmp_path / "r"), *TINY],
             monkeypatch, capsys)
     assert_clean_error(r, "Dimples")
     (tmp_path / "empty" / "face" / "train").mkdir(parents=True)
-    r = cli(p1_dcgan, ["train", "--data", str(tmp_path / "empty"), "--run", str(tmp_path / "r"), *TINY],
+    r = cli(p1_dcgan, ["train", "--data", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "r"), *TINY],
             monkeypatch, capsys)
     assert_clean_error(r, "no images")
     r = cli(p1_dcgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out", str(tmp_path / "f.jpg")],
