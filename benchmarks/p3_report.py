@@ -10,7 +10,9 @@ from pathlib import Path
 
 PAIRS = {"u2m": "USPS -> MNIST-M", "m2u": "MNIST-M -> USPS"}
 ROWS = [("Trained on source (report settings)", "base_source"), ("DANN (report settings)", "base_dann"),
-        ("Trained on source (improved inputs)", "imp_source"), ("DANN (improved)", "imp_dann"),
+        ("Trained on source (improved inputs)", "imp_source"),
+        ("DANN + input norm", "abl_norm_dann"), ("DANN + input norm + augment", "abl_normaug_dann"),
+        ("DANN (improved: + zoom, per-domain BN + AdaBN)", "imp_dann"),
         ("Trained on target (improved inputs)", "imp_target")]
 
 

@@ -19,6 +19,12 @@ for pair in "usps mnistm u2m" "mnistm usps m2u"; do
     done
   fi
 done
-# the shipped DANN models (chosen on source validation accuracy)
+# ablation rows: DANN with only some of the improvements
+if [ "$which" != report ]; then
+  t --source usps --target mnistm --mode dann --input-norm --augment --run-dir "$out/abl_normaug_dann_u2m"
+  t --source mnistm --target usps --mode dann --input-norm --run-dir "$out/abl_norm_dann_m2u"
+fi
+# the shipped DANN models: per target, the DANN configuration that did best on the dev split (the checkpoint
+# within each run is chosen on source validation accuracy)
 python p3_dann.py export --ckpt "$out/imp_dann_u2m/best.pt" --out checkpoints/p3_dann_mnistm.pt
-python p3_dann.py export --ckpt "$out/imp_dann_m2u/best.pt" --out checkpoints/p3_dann_usps.pt
+python p3_dann.py export --ckpt "$out/SHIPPED_M2U/best.pt" --out checkpoints/p3_dann_usps.pt

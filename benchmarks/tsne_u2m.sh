@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The t-SNE figure in the README (docs/tsne_u2m.png): source-only, DANN and P4 on usps -> mnistm, 60 dev-test
-# images per class and domain. Usage: bash benchmarks/tsne_u2m.sh [DATA_ROOT] [RUNS_DIR]
+# images per class and domain, from the runs of p3_table.sh and p4_ablation.sh written to one RUNS_DIR.
+# Usage: bash benchmarks/tsne_u2m.sh [DATA_ROOT] [RUNS_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${1:-hw3_data}; runs=${2:-runs}
-for m in "source $runs/p3/imp_source_u2m" "dann $runs/p3/imp_dann_u2m" "p4 $runs/p4/p4_u2m_full"; do
+data=${1:-hw3_data}; runs=${2:-runs/p3}
+for m in "source $runs/imp_source_u2m" "dann $runs/imp_dann_u2m" "p4 $runs/p4_u2m_full"; do
   set -- $m
   python tsne.py --ckpt "$2/best.pt" --data "$data" --per-class 60 --out-dir "$runs/tsne/$1"
 done
