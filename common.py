@@ -92,7 +92,7 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def prepare_model(model: nn.Module, d: Dist, compile: bool = False) -> nn.Module:
+def prepare_model(model: nn.Module, d: Dist, compile: bool = False, find_unused: bool = False) -> nn.Module:
     """Move to the device (channels_last on CUDA), optionally compile, wrap in DDP under torchrun.
     On CPU (gloo) each rank's BatchNorm sees its own half of the batch; on CUDA BatchNorm is synchronised."""
     model = model.to(d.device)
@@ -104,7 +104,7 @@ def prepare_model(model: nn.Module, d: Dist, compile: bool = False) -> nn.Module
         if d.device.type == "cuda":  # batch statistics over the global batch (SyncBatchNorm is CUDA-only)
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [d.device.index] if d.device.type == "cuda" else None
-        model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
     return model
 
 

@@ -97,7 +97,7 @@ def train(a: argparse.Namespace) -> None:
     # model: two optimizers, one owning the features + label classifier, one the domain classifier
     net = DANN(a.input_norm)
     opt_label, opt_domain = make_optimizers(net, a.lr)
-    model = common.prepare_model(net, d, a.compile)
+    model = common.prepare_model(net, d, a.compile, find_unused=a.mode != "dann")  # no domain loss without DANN
     step, best = 0, {"val_acc": -1.0, "step": 0}
     if ck is not None:
         common.load_state(net, ck["models"]["dann"], "DANN")

@@ -27,4 +27,4 @@ fi
 # the shipped DANN models: per target, the DANN configuration that did best on the dev split (the checkpoint
 # within each run is chosen on source validation accuracy)
 python p3_dann.py export --ckpt "$out/imp_dann_u2m/best.pt" --out checkpoints/p3_dann_mnistm.pt
-python p3_dann.py export --ckpt "$out/SHIPPED_M2U/best.pt" --out checkpoints/p3_dann_usps.pt
+python p3_dann.py export --ckpt "$out/base_dann_m2u/best.pt" --out checkpoints/p3_dann_usps.pt
