@@ -241,8 +241,11 @@ def resume_args(a, run: Path, kind: str) -> dict:
     """Load <run>/last.pt and put its recorded config back into the arguments `a`; returns the checkpoint."""
     ck = load_checkpoint(Path(run) / "last.pt", kind)
     for k, v in ck["config"].items():
-        if k not in (*RUN_ONLY_ARGS, "kind", "data", "run_dir") and hasattr(a, k):
-            setattr(a, k, v)
+        if k in (*RUN_ONLY_ARGS, "kind", "run_dir") or not hasattr(a, k):
+            continue
+        if k == "data" and a.data is not None:  # data may have moved: an explicit --data wins
+            continue
+        setattr(a, k, v)
     return ck
 
 

@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train source-only, DANN or target-only")
-    t.add_argument("--data", default="hw3_data", help="root of the course layout")
+    t.add_argument("--data", help="root of the course layout (default hw3_data, or the run's own with --resume)")
     t.add_argument("--source", required=True)
     t.add_argument("--target", required=True)
     t.add_argument("--mode", choices=["source", "dann", "target"], default="dann")
@@ -75,6 +75,7 @@ def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.
 def train(a: argparse.Namespace) -> None:
     run = Path(a.run_dir or f"runs/p3/{a.mode}_{a.source}2{a.target}")
     ck = common.resume_args(a, run, KIND) if a.resume else None
+    a.data = a.data or "hw3_data"
     check_domain(a.source), check_domain(a.target)
     if a.source == a.target:
         raise UserError("--source and --target must differ")

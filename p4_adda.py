@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="pretrain on source, adapt a target encoder, self-train it")
-    t.add_argument("--data", default="hw3_data", help="root of the course layout")
+    t.add_argument("--data", help="root of the course layout (default hw3_data, or the run's own with --resume)")
     t.add_argument("--source", required=True)
     t.add_argument("--target", required=True)
     t.add_argument("--run-dir", help="run folder (default runs/p4/<source>2<target>)")
@@ -144,6 +144,7 @@ def train(a: argparse.Namespace) -> None:
     run = Path(a.run_dir or f"runs/p4/{a.source}2{a.target}")
     if a.resume:  # the run's own settings win over the command line's (except where data and device are)
         common.resume_args(a, run, KIND)
+    a.data = a.data or "hw3_data"
     check_domain(a.source), check_domain(a.target)
     if a.source == a.target:
         raise UserError("--source and --target must differ")
