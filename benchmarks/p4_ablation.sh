@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The exact commands behind the P4 table in docs/p4.md (CPU, OMP_NUM_THREADS=1, one process at a time on a
+# The exact commands behind the P4 table in README.md (CPU, OMP_NUM_THREADS=1, one process at a time on a
 # shared 2-core machine: ~10-18 min each). Each improved run yields three rows: "source-only" (end of stage 1),
 # "+ alignment" (best im-score checkpoint of stage 2) and "+ self-training" (the chosen checkpoint): see
 # "by_stage" in each run's metrics.json.
