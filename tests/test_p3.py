@@ -170,3 +170,21 @@ def test_two_ranks_with_torchrun_on_cpu(demo_root, tmp_path):
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert common.load_checkpoint(run / "last.pt", "p3_dann")["step"] == 12
     assert r.stdout.count("dann mnist->usps: best step") == 1  # one summary line: rank 0 alone reports
+
+
+def test_tsne_and_eval_bad_inputs(dann_run, demo_root, tmp_path):
+    assert_clean_error(run_main(tsne.main, "--ckpt", str(tmp_path / "none.pt"), "--out-dir", str(tmp_path)),
+                       "not found")
+    other = torch.load(dann_run / "best.pt", weights_only=True)
+    other["config"]["kind"] = "p1_dcgan"
+    torch.save(other, tmp_path / "gan.pt")
+    assert_clean_error(run_main(tsne.main, "--ckpt", str(tmp_path / "gan.pt"), "--out-dir", str(tmp_path)),
+                       "p1_dcgan")
+    assert_clean_error(run_main(tsne.main, "--ckpt", str(dann_run / "best.pt"), "--data", str(demo_root),
+                                "--target", "mnist_m", "--out-dir", str(tmp_path)), "unknown domain")
+    assert_clean_error(run_main(hw3_eval.main, str(tmp_path / "none.csv"), str(tmp_path / "gt.csv")), "not found")
+    (tmp_path / "gt.csv").write_text("image_name,label\na.png,1\n")
+    (tmp_path / "dup.csv").write_text("image_name,label\na.png,1\na.png,2\n")
+    assert_clean_error(run_main(hw3_eval.main, str(tmp_path / "dup.csv"), str(tmp_path / "gt.csv")), "twice")
+    (tmp_path / "nan.csv").write_text("image_name,label\na.png,x\n")
+    assert_clean_error(run_main(hw3_eval.main, str(tmp_path / "nan.csv"), str(tmp_path / "gt.csv")), "non-numeric")
