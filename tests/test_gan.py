@@ -164,3 +164,22 @@ def test_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
     r = cli(p2_acgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out", str(tmp_path / "f.gif")],
             monkeypatch, capsys)
     assert_clean_error(r, ".jpg")
+
+
+def test_dcgan_two_ranks_with_torchrun_on_cpu(demo_root, tmp_path):
+    """DDP over gloo for the GAN loop: two processes, rank 0 alone writes the run folder."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(ROOT / "p1_dcgan.py"), "train", "--data", str(demo_root), "--run-dir", str(run),
+                        "--steps", "2", "--batch", "16"], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((run / "config.json").read_text())["world_size"] == 2
+    assert torch.load(run / "last.pt", weights_only=True)["step"] == 2
