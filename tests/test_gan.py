@@ -1,6 +1,9 @@
 """P1 DCGAN / P2 ACGAN: shapes, the D step, ACGAN labels, exact resume, sampling, hw3_p1p2.sh, FID, bad input."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,7 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import assert_clean_error, run_cli
+from conftest import ROOT, assert_clean_error, run_cli
 from PIL import Image
 
 import common
@@ -168,13 +171,6 @@ def test_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
 
 def test_dcgan_two_ranks_with_torchrun_on_cpu(demo_root, tmp_path):
     """DDP over gloo for the GAN loop: two processes, rank 0 alone writes the run folder."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     run = tmp_path / "ddp"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         str(ROOT / "p1_dcgan.py"), "train", "--data", str(demo_root), "--run-dir", str(run),
