@@ -208,13 +208,13 @@ def half_state(state: dict) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def export_checkpoint(src: str | Path, out: str | Path, kind: str) -> Path:
-    """Ship a run's checkpoint: fp16 model weights, config, step and best metrics; no optimizer or RNG state.
-    The run's metrics.json is copied beside it as <out>.json."""
+def export_checkpoint(src: str | Path, out: str | Path, kind: str, keep: tuple[str, ...] | None = None) -> Path:
+    """Ship a run's checkpoint: fp16 weights of the `keep` models (default all), config, step and best metrics;
+    no optimizer or RNG state. The run's metrics.json, if any, is copied beside it as <out>.json."""
     ck = load_checkpoint(src, kind)
-    out = Path(out)
+    out = check_output_file(out, (".pt",))
     slim = {k: v for k, v in ck.items() if k not in ("optimizers", "rng")}
-    slim["models"] = {name: half_state(sd) for name, sd in ck["models"].items()}
+    slim["models"] = {name: half_state(sd) for name, sd in ck["models"].items() if keep is None or name in keep}
     save_checkpoint(out, slim)
     run_metrics = Path(src).parent / "metrics.json"
     if run_metrics.is_file():

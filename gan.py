@@ -265,11 +265,9 @@ def sample(a: argparse.Namespace, spec: GanSpec) -> None:
 
 def export(a: argparse.Namespace, spec: GanSpec) -> None:
     """Generator weights in fp16 + config + step: what checkpoints/ ships."""
-    ck = common.load_checkpoint(a.ckpt, spec.kind)
-    out = common.check_output_file(a.out, (".pt",))
-    common.save_checkpoint(out, {"config": ck["config"], "step": ck["step"],
-                                 "models": {"G": common.half_state(ck["models"]["G"])}})
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
+    out = common.export_checkpoint(a.ckpt, a.out, spec.kind, keep=("G",))
+    step = common.load_checkpoint(out, spec.kind)["step"]
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {step})")
 
 
 # ----------------------------------------------------------------------------- FID

@@ -19,7 +19,6 @@ highest information-maximisation score H(mean p) - mean H(p) on unlabelled targe
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -357,14 +356,7 @@ def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | No
 
 
 def export(a: argparse.Namespace) -> None:
-    ck = common.load_checkpoint(a.ckpt, KIND)
-    out = common.check_output_file(a.out, (".pt",))
-    models = {k: common.half_state(ck["models"][k]) for k in ("target_encoder", "classifier")}
-    common.save_checkpoint(out, {"config": ck["config"], "step": ck["step"], "best": ck.get("best"), "models": models})
-    metrics = Path(a.ckpt).parent / "metrics.json"
-    if metrics.is_file():
-        common.write_json(out.with_suffix(".json"), {"config": ck["config"],
-                                                     "metrics": json.loads(metrics.read_text())})
+    out = common.export_checkpoint(a.ckpt, a.out, KIND, keep=("target_encoder", "classifier"))
     print(f"wrote {out}")
 
 
