@@ -10,6 +10,7 @@ import random
 import signal
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,18 +27,38 @@ class UserError(Exception):
     """A problem with the user's input: reported as one line on stderr, exit code 2, no traceback."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when the message is empty), cut at 200 chars."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+class DataWarning(UserWarning):
+    """Something in the user's data was skipped (unreadable image, stray file): always shown, one line."""
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def cli_main(main: Callable[[list[str] | None], Any]) -> None:
-    """Run `main`, turning user errors into one clean line and Ctrl-C into exit code 130."""
-    try:
-        sys.exit(main(None) or 0)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(1)
+    """Run `main`: user errors and OS errors become one clean line, warnings one line each, Ctrl-C exit 130."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        warnings.simplefilter("always", DataWarning)
+        try:
+            sys.exit(main(None) or 0)
+        except UserError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(1)
+        except OSError as e:  # disk full, permissions, a path under a file...: the OS's words and the path
+            where = f": {e.filename}" if e.filename else ""
+            print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+            sys.exit(1)
 
 
 # ----------------------------------------------------------------------------- device, seeds, AMP
@@ -182,12 +203,14 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
     """Load on CPU with weights_only=True (no code runs); check it is a checkpoint of `kind`."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"expected a checkpoint file, got a folder: {path}")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated file, not a torch file, or a pickle that wants to run code
-        raise UserError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"cannot read checkpoint {path}: {first_line(e)}") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "models" not in ckpt:
         raise UserError(f"{path} is not a checkpoint of this project")
     if kind is not None and ckpt["config"].get("kind") != kind:
@@ -200,7 +223,7 @@ def load_state(model: nn.Module, state: dict, what: str) -> None:
     try:
         unwrap(model).load_state_dict(state)
     except RuntimeError as e:
-        raise UserError(f"checkpoint does not match the {what} network: {str(e).splitlines()[0][:200]}") from None
+        raise UserError(f"checkpoint does not match the {what} network: {first_line(e)}") from None
 
 
 def half_state(state: dict) -> dict:
@@ -208,10 +231,13 @@ def half_state(state: dict) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def export_checkpoint(src: str | Path, out: str | Path, kind: str, keep: tuple[str, ...] | None = None) -> Path:
+def export_checkpoint(src: str | Path, out: str | Path, kind: str, keep: tuple[str, ...] | None = None,
+                      check: Callable[[Path], Any] | None = None) -> Path:
     """Ship a run's checkpoint: fp16 weights of the `keep` models (default all), config, step and best metrics;
     no optimizer or RNG state. The run's metrics.json, if any, is copied beside it as <out>.json."""
     ck = load_checkpoint(src, kind)
+    if check is not None:  # the script's own loader: weights that do not fit its networks are not shipped
+        check(Path(src))
     out = check_output_file(out, (".pt",))
     slim = {k: v for k, v in ck.items() if k not in ("optimizers", "rng")}
     slim["models"] = {name: half_state(sd) for name, sd in ck["models"].items() if keep is None or name in keep}
@@ -253,16 +279,14 @@ def open_run(run_dir: str | Path, config: dict, resume: bool, overwrite: bool, d
     """Create the run folder and write config.json; refuse to clobber a finished run unless asked."""
     run = Path(run_dir)
     if resume:
-        if not (run / "last.pt").is_file():
-            raise UserError(f"--resume: no last.pt in {run}")
+        if not (run / "last.pt").exists():
+            raise UserError(f"--resume: last.pt not found in {run}")
         return run
-    if run.exists() and not run.is_dir():
-        raise UserError(f"run folder {run} exists and is not a folder")
     if (run / "last.pt").exists() and not overwrite:
         raise UserError(f"{run} already holds a run; pass --resume to continue it or --overwrite to start again")
     if d.is_main:
+        make_folder(run, "run folder")
         try:
-            run.mkdir(parents=True, exist_ok=True)
             if overwrite:
                 (run / "metrics.jsonl").unlink(missing_ok=True)
             write_json(run / "config.json", {**config, "versions": versions(), "world_size": d.world,
@@ -351,18 +375,32 @@ class GracefulStop:
             signal.signal(signal.SIGINT, self._old)
 
 
+def make_folder(path: str | Path, what: str = "output folder") -> Path:
+    """Create a folder (and its parents) to write into, or fail with one line naming what is in the way."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise UserError(f"cannot create {what} {path}: {p} exists and is not a folder")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {what} {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"cannot write into {what} {path}: permission denied")
+    return path
+
+
 def check_output_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
-    """An output file path: parent created, suffix checked, never a folder, writable."""
+    """An output file path: suffix checked, never a folder, parent created and writable."""
     path = Path(path)
     if path.suffix.lower() not in suffixes:
         raise UserError(f"output {path} should end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise UserError(f"output {path} is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create folder {path.parent}: {e.strerror}") from None
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    make_folder(path.parent)
+    if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"cannot write {path}: permission denied")
     return path
 
@@ -413,9 +451,14 @@ def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
 
 def write_predictions(path: str | Path, names: list[str], labels: list[int]) -> None:
     """image_name,label rows, written atomically."""
+    import csv
+
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("image_name,label\n" + "".join(f"{n},{int(y)}\n" for n, y in zip(names, labels)))
+    with tmp.open("w", newline="") as f:  # the csv module quotes names that hold commas or quotes
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["image_name", "label"])
+        w.writerows((n, int(y)) for n, y in zip(names, labels))
     os.replace(tmp, path)
 
 

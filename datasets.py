@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from common import UserError, cli_main, save_checkpoint
+from common import DataWarning, UserError, cli_main, save_checkpoint
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 FACE_SIZE = 64
@@ -101,7 +101,7 @@ def decode_many(paths: list[Path], size: int, strict: bool) -> tuple[torch.Tenso
     if bad and strict:
         raise UserError(f"cannot decode image {bad[0]}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
     if bad:
-        warnings.warn(f"skipping {len(bad)} unreadable image(s), first: {bad[0]}", stacklevel=2)
+        warnings.warn(f"skipping {len(bad)} unreadable image(s), first: {bad[0]}", DataWarning, stacklevel=2)
     keep = [i for i, a in enumerate(arrays) if a is not None]
     if not keep:
         raise UserError(f"no readable images among {len(paths)} file(s) in {paths[0].parent}")
@@ -122,7 +122,8 @@ def list_images(folder: str | Path) -> list[Path]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     images = [p for p in files if p.suffix.lower() in IMAGE_EXTS]
     if len(images) < len(files):
-        warnings.warn(f"ignoring {len(files) - len(images)} non-image file(s) in {folder}", stacklevel=2)
+        warnings.warn(f"ignoring {len(files) - len(images)} non-image file(s) in {folder}", DataWarning,
+                      stacklevel=2)
     if not images:
         raise UserError(f"no images in {folder}")
     return images
@@ -202,7 +203,7 @@ def _cached(key: str, build) -> ImageSet:
     try:
         save_checkpoint(path, {"images": data.images, "names": data.names, "labels": data.labels})
     except OSError as e:
-        warnings.warn(f"cannot write the decode cache {path}: {e}", stacklevel=2)
+        warnings.warn(f"cannot write the decode cache {path}: {e}", DataWarning, stacklevel=2)
     return data
 
 

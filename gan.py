@@ -252,10 +252,7 @@ def sample(a: argparse.Namespace, spec: GanSpec) -> None:
         return
     if a.n < 1:
         raise UserError("--n must be at least 1")
-    folder = Path(a.out)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"--out {folder} exists and is not a folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = common.make_folder(a.out)
     images, y = generate_n(G, spec, a.n, a.seed, device)
     for i, im in enumerate(images):
         name = f"{i:05d}.png" if y is None else f"{i:05d}_attr{int(y[i])}.png"
@@ -265,7 +262,8 @@ def sample(a: argparse.Namespace, spec: GanSpec) -> None:
 
 def export(a: argparse.Namespace, spec: GanSpec) -> None:
     """Generator weights in fp16 + config + step: what checkpoints/ ships."""
-    out = common.export_checkpoint(a.ckpt, a.out, spec.kind, keep=("G",))
+    out = common.export_checkpoint(a.ckpt, a.out, spec.kind, keep=("G",),
+                                   check=lambda p: load_generator(p, spec, torch.device("cpu")))
     step = common.load_checkpoint(out, spec.kind)["step"]
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {step})")
 
@@ -345,6 +343,13 @@ def real_folder(a: argparse.Namespace) -> Path:
     return Path(a.real or Path(a.data) / "face" / "test")
 
 
+def check_eval_args(a: argparse.Namespace) -> None:
+    """Fail before the slow part: the real folder must hold images and --json must be a writable .json path."""
+    list_images(real_folder(a))
+    if a.json:
+        common.check_output_file(a.json, (".json",))
+
+
 def report(a: argparse.Namespace, metrics: dict) -> None:
     print("  ".join(f"{k}={v}" for k, v in metrics.items()))
     if a.json:
@@ -402,7 +407,7 @@ def load_or_train_classifier(path: str | Path, root: str | Path, attr: str, devi
                              ) -> tuple[AttributeNet, dict]:
     """The judge saved at `path` (trained and saved there first if absent)."""
     path = Path(path)
-    if path.is_file():
+    if path.exists():
         ck = common.load_checkpoint(path, "attr_classifier")
         if ck["config"]["attr"] != attr:
             raise UserError(f"{path} judges '{ck['config']['attr']}', not '{attr}'")

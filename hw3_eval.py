@@ -10,10 +10,18 @@ from common import UserError, cli_main
 from datasets import parse_int, read_csv
 
 
+def read_labels(path: str) -> dict[str, int]:
+    """image_name -> digit label (0-9) of a course CSV."""
+    labels = {r["image_name"]: parse_int(r["label"], path, "label") for r in read_csv(path, ["image_name", "label"])}
+    bad = [(n, y) for n, y in labels.items() if not 0 <= y <= 9]
+    if bad:
+        raise UserError(f"{path}: label {bad[0][1]} of {bad[0][0]} is out of range 0-9")
+    return labels
+
+
 def accuracy(pred_csv: str, gt_csv: str) -> tuple[float, int]:
     """(accuracy, number of images) of predictions against ground truth; every truth row needs a prediction."""
-    pred, truth = ({r["image_name"]: parse_int(r["label"], p, "label") for r in read_csv(p, ["image_name", "label"])}
-                   for p in (pred_csv, gt_csv))
+    pred, truth = read_labels(pred_csv), read_labels(gt_csv)
     missing = [n for n in truth if n not in pred]
     if missing:
         raise UserError(f"{pred_csv} has no prediction for {len(missing)} image(s) of {gt_csv} (first: {missing[0]})")

@@ -17,6 +17,11 @@ for f in p1_dcgan p2_acgan; do
     exit 1
   fi
 done
-mkdir -p "$out"
+if [ -e "$out" ] && [ ! -d "$out" ]; then
+  echo "error: OUT_DIR $out exists and is not a folder" >&2; exit 2
+fi
+if ! mkdir -p "$out" 2>/dev/null || [ ! -w "$out" ]; then
+  echo "error: cannot create or write OUT_DIR $out" >&2; exit 2
+fi
 python3 p1_dcgan.py sample --ckpt "$ckdir/p1_dcgan.pt" --out "$out/fig1_2.jpg" --seed 0
 python3 p2_acgan.py sample --ckpt "$ckdir/p2_acgan.pt" --out "$out/fig2_2.jpg" --seed 0

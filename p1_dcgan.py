@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate(a: argparse.Namespace) -> None:
     """FID of --n generated faces against the real folder."""
+    gan.check_eval_args(a)
     device = common.setup(a.device).device
     G, ck = gan.load_generator(a.ckpt, SPEC, device)
     fake, _ = gan.generate_n(G, SPEC, a.n, a.seed, device)

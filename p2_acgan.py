@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate(a: argparse.Namespace) -> None:
     """FID of --n faces (half with the attribute off, half on, same noise), attribute accuracy and flip rate."""
+    gan.check_eval_args(a)
     device = common.setup(a.device).device
     G, ck = gan.load_generator(a.ckpt, SPEC, device)
     attr = ck["config"]["attr"]

@@ -231,7 +231,8 @@ def evaluate(a: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     if a.cmd == "export":
-        print(f"wrote {common.export_checkpoint(a.ckpt, a.out, KIND)}")
+        out = common.export_checkpoint(a.ckpt, a.out, KIND, check=lambda p: load_classifier(p, torch.device("cpu")))
+        print(f"wrote {out}")
         return
     {"train": train, "predict": predict, "eval": evaluate}[a.cmd](a)
 

@@ -356,7 +356,8 @@ def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | No
 
 
 def export(a: argparse.Namespace) -> None:
-    out = common.export_checkpoint(a.ckpt, a.out, KIND, keep=("target_encoder", "classifier"))
+    out = common.export_checkpoint(a.ckpt, a.out, KIND, keep=("target_encoder", "classifier"),
+                                   check=lambda p: load_encoders(p, "cpu"))
     print(f"wrote {out}")
 
 

@@ -6,7 +6,6 @@ Works on P3 (DANN feature extractor) and P4 (source encoder for source images, t
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 
@@ -28,6 +27,9 @@ def feature_fns(ckpt_path: str, device: torch.device):
         from p4_adda import load_encoders
 
         src_enc, tgt_enc, _, _ = load_encoders(ckpt_path, device)
+        if src_enc is None:
+            raise UserError(f"{ckpt_path} is an exported P4 model without its source encoder; "
+                            "use the run's best.pt or last.pt")
         return src_enc, tgt_enc, ck["config"]
     raise UserError(f"{ckpt_path} is a '{kind}' checkpoint; t-SNE needs a P3 or P4 digit model")
 
@@ -54,13 +56,10 @@ def main(argv: list[str] | None = None) -> None:
 
     d = common.setup(a.device, a.seed)
     src_fn, tgt_fn, config = feature_fns(a.ckpt, d.device)
-    source, target = a.source or config["source"], a.target or config["target"]
+    source = config["source"] if a.source is None else a.source
+    target = config["target"] if a.target is None else a.target
     check_domain(source), check_domain(target)
-    out = Path(a.out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create {out}: {e.strerror}") from None
+    out = common.make_folder(a.out_dir)
 
     g = torch.Generator().manual_seed(a.seed)
     feats, labels, domains = [], [], []
