@@ -337,6 +337,30 @@ def augment_digits(x: torch.Tensor, g: torch.Generator, zoom: bool = False) -> t
     return torch.where(flip, -x, x).clamp_(-1, 1)
 
 
+def shuffle_patches(x: torch.Tensor, g: torch.Generator, patch: int = 4) -> torch.Tensor:
+    """Each image (B, C, H, W) cut into a grid of patch x patch tiles, put back in a random order of its own:
+    the colours and textures stay, the digit's shape does not."""
+    b, c, h, w = x.shape
+    gh, gw = h // patch, w // patch
+    tiles = x[:, :, :gh * patch, :gw * patch].reshape(b, c, gh, patch, gw, patch).permute(0, 2, 4, 1, 3, 5)
+    tiles = tiles.reshape(b, gh * gw, c, patch, patch)  # (B, tiles, C, p, p)
+    order = torch.rand(b, gh * gw, generator=g, device=g.device).argsort(1).to(x.device)
+    tiles = tiles[torch.arange(b, device=x.device)[:, None], order]
+    out = tiles.reshape(b, gh, gw, c, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * patch, gw * patch)
+    return torch.nn.functional.pad(out, (0, w - gw * patch, 0, h - gh * patch), mode="replicate")
+
+
+def texture_mix(xs: torch.Tensor, xt: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Source digits (light strokes on dark, in [-1, 1]) drawn into unlabelled target images whose tiles are
+    shuffled, as |background - digit| per channel (how MNIST-M was made from BSDS photos); each image with
+    probability p. Only the target's textures and colours are used, never its labels."""
+    digit = (xs.mean(1, keepdim=True) + 1) / 2            # (B, 1, H, W) in [0, 1]
+    background = (shuffle_patches(xt, g) + 1) / 2         # (B, C, H, W) in [0, 1]
+    mixed = (background - digit).abs() * 2 - 1
+    pick = torch.rand(len(xs), 1, 1, 1, generator=g, device=g.device).to(xs.device) < p
+    return torch.where(pick, mixed, xs)
+
+
 # ----------------------------------------------------------------------------- demo data
 
 SEGMENTS = {  # 7-segment strokes: a top, b upper right, c lower right, d bottom, e lower left, f upper left, g middle

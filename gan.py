@@ -37,6 +37,13 @@ class Nets:
     D: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
+    rank: int = 0   # under torchrun: this process's slice of every global batch
+    world: int = 1
+
+    def draw(self, make: Callable[[int], torch.Tensor], local: int) -> torch.Tensor:
+        """This rank's slice of a global batch made by `make(global_size)` (noise, sampled labels): every rank
+        draws the same global tensor, so N ranks see what one process with the whole batch sees."""
+        return make(local * self.world).chunk(self.world)[self.rank]
 
 
 Step = Callable[[Nets, torch.Tensor, "torch.Tensor | None", torch.Generator], dict[str, float]]
@@ -75,6 +82,7 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--ckpt-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
+    common.add_precision_arg(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     s = sub.add_parser("sample", help="the graded figure (--out FILE) or N single PNGs (--n N --out DIR)")
@@ -108,7 +116,7 @@ def gan_losses_real_fake(logit: torch.Tensor, real: bool) -> torch.Tensor:
 
 def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """The shared loop: data on the device, Adam for both nets, checkpoints, snapshots, metrics, curves."""
-    d = common.setup(a.device, a.seed)
+    d = common.setup(a.device, a.seed, a.precision)
     if a.batch % d.world:
         raise UserError(f"--batch {a.batch} does not split over {d.world} processes")
     config = {"kind": spec.kind, **{k: v for k, v in vars(a).items() if k not in ("cmd", "resume", "overwrite")}}
@@ -123,7 +131,7 @@ def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None
     G.apply(init_dcgan), D.apply(init_dcgan)
     opt_g = torch.optim.Adam(G.parameters(), a.lr, betas=tuple(a.betas))
     opt_d = torch.optim.Adam(D.parameters(), a.lr, betas=tuple(a.betas))
-    nets = Nets(common.prepare_model(G, d), common.prepare_model(D, d), opt_g, opt_d)
+    nets = Nets(common.prepare_model(G, d), common.prepare_model(D, d), opt_g, opt_d, d.rank, d.world)
     step = 0
     if a.resume:
         ck = common.load_checkpoint(run / "last.pt", spec.kind)

@@ -42,7 +42,7 @@ def g_step(nets: Nets, fake: torch.Tensor) -> dict[str, float]:
 
 
 def train_step(nets: Nets, real: torch.Tensor, labels: torch.Tensor | None, g: torch.Generator) -> dict[str, float]:
-    z = torch.randn(len(real), Z_DIM, generator=g, device=real.device)  # (B, 100)
+    z = nets.draw(lambda n: torch.randn(n, Z_DIM, generator=g, device=real.device), len(real))  # (B, 100)
     with common.autocast(real.device):
         fake = nets.G(z)  # (B, 3, 64, 64)
     return d_step(nets, real, fake) | g_step(nets, fake)

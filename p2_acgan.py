@@ -52,8 +52,8 @@ def g_step(nets: Nets, fake: torch.Tensor, y_fake: torch.Tensor) -> dict[str, fl
 
 
 def train_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor | None, g: torch.Generator) -> dict[str, float]:
-    z = torch.randn(len(real), Z_DIM, generator=g, device=real.device)    # (B, 100)
-    y_fake = torch.randint(0, 2, (len(real),), generator=g, device=real.device)  # (B,) sampled, not y_real
+    z = nets.draw(lambda n: torch.randn(n, Z_DIM, generator=g, device=real.device), len(real))  # (B, 100)
+    y_fake = nets.draw(lambda n: torch.randint(0, 2, (n,), generator=g, device=real.device), len(real))  # sampled
     with common.autocast(real.device):
         fake = nets.G(z, y_fake)  # (B, 3, 64, 64)
     return d_step(nets, real, y_real, fake, y_fake) | g_step(nets, fake, y_fake)

@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
+    common.add_precision_arg(t)
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
     t.add_argument("--resume", action="store_true", help="continue --run-dir from last.pt, with its config")
     t.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
@@ -79,7 +80,7 @@ def train(a: argparse.Namespace) -> None:
     check_domain(a.source), check_domain(a.target)
     if a.source == a.target:
         raise UserError("--source and --target must differ")
-    d = common.setup(a.device, a.seed)
+    d = common.setup(a.device, a.seed, a.precision)
     if a.batch % d.world:
         raise UserError(f"--batch {a.batch} does not split over {d.world} processes")
     config = {"kind": KIND, **common.run_config(a)}

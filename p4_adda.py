@@ -28,13 +28,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import common
+import datasets
 from common import UserError
 from datasets import DIGIT_SIZE, DeviceSampler, ImageSet, augment_digits, check_domain, digit_splits, load_digits
 from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder
 
 KIND = "p4_adda"
-PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "smooth": 0.0, "gp": 0.0,
-         "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4, "beta1": 0.5}  # the report's ADDA
+PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
+         "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4,
+         "beta1": 0.5}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -60,6 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="bn encoder without per-image standardisation")
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no device-side augmentation")
     t.add_argument("--zoom", action="store_true", help="random rescale of the digits too (with augmentation)")
+    t.add_argument("--texture-mix", type=float, default=0.0,
+                   help="share of source images drawn into tile-shuffled unlabelled target images (stages 1-2)")
     t.add_argument("--critic-hidden", type=int, default=500, help="critic width (report: 500)")
     t.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the critic's targets")
     t.add_argument("--gp", type=float, default=0.0, help="weight of a zero-centred gradient penalty on the critic")
@@ -71,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
+    common.add_precision_arg(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     t.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)  # checkpoint and stop here, as Ctrl-C would
@@ -149,7 +154,7 @@ def train(a: argparse.Namespace) -> None:
         raise UserError("--source and --target must differ")
     if a.pretrain_steps < 1 or a.adapt_steps < 0 or a.selftrain_steps < 0:
         raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
-    d = common.setup(a.device, a.seed)
+    d = common.setup(a.device, a.seed, a.precision)
     if d.world > 1:
         raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
     config = {"kind": KIND, **common.run_config(a)}
@@ -217,6 +222,8 @@ def train(a: argparse.Namespace) -> None:
 
     def pretrain_step() -> dict[str, float]:
         xs, ys = src.sample(a.batch)
+        if a.texture_mix > 0:
+            xs = datasets.texture_mix(xs, tgt.sample(a.batch)[0], g, a.texture_mix)
         if a.augment:
             xs = aug(xs)
         with common.autocast(d.device):
@@ -229,6 +236,8 @@ def train(a: argparse.Namespace) -> None:
 
     def adapt_step() -> dict[str, float]:
         (xs, _), (xt, _) = src.sample(a.batch), tgt.sample(a.batch)
+        if a.texture_mix > 0:
+            xs = datasets.texture_mix(xs, xt, g, a.texture_mix)
         if a.augment:
             xs, xt = aug(xs), aug(xt)
         dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(d.device)  # source 0, target 1

@@ -1,8 +1,10 @@
 """Training / prediction throughput: this project's pipeline against a conventional one, same model, same batch.
 
 The conventional pipeline is the usual way: a Dataset that opens each PNG with PIL per item, torchvision
-transforms, and a DataLoader with worker processes. Ours decodes once (cached uint8 tensor) and draws
-batches by index on the training device.
+transforms, a DataLoader with worker processes, and an fp32 model. Ours is what the training scripts do:
+decode once (cached uint8 tensor), draw batches by index on the training device, train through
+common.prepare_model / common.autocast. "ours, fp32" is the default on CPU (`--precision auto`); "ours, bf16"
+is `--precision bf16` (bf16 autocast + channels_last, for CPUs with native bf16; the default on CUDA).
 
   python benchmarks/bench_speed.py --data hw3_data --repeats 3 > benchmarks/speed_cpu.md
 """
@@ -24,6 +26,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: E402
 from datasets import DeviceSampler, load_digits, load_faces  # noqa: E402
 from models import DANN, DCGANDiscriminator, DCGANGenerator, dann_coeff  # noqa: E402
 
@@ -55,26 +58,46 @@ def endless(loader: DataLoader):
         yield from loader
 
 
-def dann_step(net, opt, xs, ys, xt, p):
+CPU = torch.device("cpu")
+
+
+def precision_of(bf16: bool):
+    """bf16 autocast as the training scripts do it (common.autocast), or plain fp32."""
+    common.set_precision("bf16" if bf16 else "fp32", CPU)
+    return common.autocast(CPU)
+
+
+def prepared(net: torch.nn.Module, bf16: bool) -> torch.nn.Module:
+    common.set_precision("bf16" if bf16 else "fp32", CPU)
+    return common.prepare_model(net, common.Dist(0, 1, CPU))
+
+
+PIPELINES = (("ours", True), ("ours", False), ("conventional", False))  # (data path, bf16)
+
+
+def dann_step(net, opt, xs, ys, xt, p, bf16: bool):
     net.domain_classifier.reverse.coeff = dann_coeff(p)
-    logits, dom = net(torch.cat([xs, xt]))
+    with precision_of(bf16):
+        logits, dom = net(torch.cat([xs, xt]))
     dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long()
-    loss = F.cross_entropy(logits[: len(xs)], ys) + F.cross_entropy(dom, dom_true)
+    loss = F.cross_entropy(logits[: len(xs)].float(), ys) + F.cross_entropy(dom.float(), dom_true)
     opt.zero_grad()
     loss.backward()
     opt.step()
 
 
-def gan_step(g, d, opt_g, opt_d, real):
+def gan_step(g, d, opt_g, opt_d, real, bf16: bool):
     z = torch.randn(len(real), 100)
-    fake = g(z)
     ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
     bce = F.binary_cross_entropy_with_logits
-    loss_d = bce(d(real), ones) + bce(d(fake.detach()), zeros)
+    with precision_of(bf16):
+        fake = g(z)
+        loss_d = bce(d(real).float(), ones) + bce(d(fake.detach()).float(), zeros)
     opt_d.zero_grad()
     loss_d.backward()
     opt_d.step()
-    loss_g = bce(d(fake), ones)
+    with precision_of(bf16):
+        loss_g = bce(d(fake).float(), ones)
     opt_g.zero_grad()
     loss_g.backward()
     opt_g.step()
@@ -90,40 +113,48 @@ def timed(fn, steps: int, warmup: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def bench_dann(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float]:
-    torch.manual_seed(0)
-    net = DANN(input_norm=True)
-    opt = torch.optim.Adam(net.parameters(), 2e-4)
+def bench_dann(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float, float]:
+    """Steps/s of (ours in bf16, ours in fp32, conventional), each from the same initial weights."""
     g = torch.Generator().manual_seed(0)
-    src = DeviceSampler(load_digits(root, "usps", "train"), torch.device("cpu"), g)
-    tgt = DeviceSampler(load_digits(root, "mnistm", "train"), torch.device("cpu"), g)
-
-    def ours(i):
-        (xs, ys), (xt, _) = src.sample(batch), tgt.sample(batch)
-        dann_step(net, opt, xs, ys, xt, i / steps)
-
+    src = DeviceSampler(load_digits(root, "usps", "train"), CPU, g)
+    tgt = DeviceSampler(load_digits(root, "mnistm", "train"), CPU, g)
     base = root / "digits"
     loaders = [endless(DataLoader(PILFolder(base / d / "train", base / d / "train.csv", "label", 28), batch,
                                   shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0))
                for d in ("usps", "mnistm")]
+    result = []
+    for pipeline, bf16 in PIPELINES:
+        torch.manual_seed(0)
+        net = prepared(DANN(input_norm=True), bf16)
+        opt = torch.optim.Adam(net.parameters(), 2e-4)
 
-    def conventional(i):
-        (xs, ys), (xt, _) = next(loaders[0]), next(loaders[1])
-        dann_step(net, opt, xs, ys, xt, i / steps)
+        def step(i, net=net, opt=opt, pipeline=pipeline, bf16=bf16):
+            if pipeline == "ours":
+                (xs, ys), (xt, _) = src.sample(batch), tgt.sample(batch)
+            else:
+                (xs, ys), (xt, _) = next(loaders[0]), next(loaders[1])
+            dann_step(net, opt, xs, ys, xt, i / steps, bf16)
 
-    return timed(ours, steps, warmup), timed(conventional, steps, warmup)
+        result.append(timed(step, steps, warmup))
+    return tuple(result)
 
 
-def bench_dcgan(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float]:
-    torch.manual_seed(0)
-    g, d = DCGANGenerator(), DCGANDiscriminator()
-    opt_g, opt_d = (torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
-    faces = DeviceSampler(load_faces(root, "train", "Smiling"), torch.device("cpu"), torch.Generator().manual_seed(0))
+def bench_dcgan(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float, float]:
+    faces = DeviceSampler(load_faces(root, "train", "Smiling"), CPU, torch.Generator().manual_seed(0))
     loader = endless(DataLoader(PILFolder(root / "face" / "train", root / "face" / "train.csv", "Smiling", 64), batch,
                                 shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0))
-    ours = timed(lambda i: gan_step(g, d, opt_g, opt_d, faces.sample(batch)[0]), steps, warmup)
-    conventional = timed(lambda i: gan_step(g, d, opt_g, opt_d, next(loader)[0]), steps, warmup)
-    return ours, conventional
+    result = []
+    for pipeline, bf16 in PIPELINES:
+        torch.manual_seed(0)
+        g, d = prepared(DCGANGenerator(), bf16), prepared(DCGANDiscriminator(), bf16)
+        opt_g, opt_d = (torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
+
+        def real(pipeline=pipeline):
+            return faces.sample(batch)[0] if pipeline == "ours" else next(loader)[0]
+
+        result.append(timed(lambda i, g=g, d=d, og=opt_g, od=opt_d, bf16=bf16, real=real:
+                            gan_step(g, d, og, od, real(), bf16), steps, warmup))
+    return tuple(result)
 
 
 def bench_predict(root: Path) -> tuple[float, int]:
@@ -162,23 +193,27 @@ def main() -> None:
     a = p.parse_args()
     root = Path(a.data)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"conventional DataLoader with {a.workers} workers; min / median / max over {a.repeats} repeats\n")
-    print("| benchmark | ours | conventional | ratio (ours / conventional) |\n|---|---|---|---|")
+          f"conventional DataLoader with {a.workers} workers; native CPU bf16: {common.cpu_bf16()}; "
+          f"min / median / max over {a.repeats} repeats\n")
+    print("| benchmark | ours, bf16 | ours, fp32 (CPU default) | conventional | ours bf16 / conventional | "
+          "ours fp32 / conventional |")
+    print("|---|---|---|---|---|---|")
     for name, fn, steps, batch_images in (("DANN usps->mnistm train, steps/s", bench_dann, a.steps, 256),
                                           ("DCGAN 64x64 train, steps/s", bench_dcgan, a.gan_steps, 128)):
         res = [fn(root, steps, 2, a.workers) for _ in range(a.repeats)]
-        ours, conv = [r[0] for r in res], [r[1] for r in res]
-        ratio = [o / c for o, c in res]
-        print(f"| {name} | {summary(ours)} | {summary(conv)} | {summary(ratio)} |")
+        ours, fp32, conv = ([r[k] for r in res] for k in range(3))
+        print(f"| {name} | {summary(ours)} | {summary(fp32)} | {summary(conv)} | "
+              f"{summary([r[0] / r[2] for r in res])} | {summary([r[1] / r[2] for r in res])} |")
         print(f"| {name.split(',')[0]}, images/s | {summary([x * batch_images for x in ours])} | "
-              f"{summary([x * batch_images for x in conv])} | |")
+              f"{summary([x * batch_images for x in fp32])} | {summary([x * batch_images for x in conv])} | | |")
     pred = [bench_predict(root) for _ in range(a.repeats)]
     n = pred[0][1]
-    print(f"| hw3_p3.sh on {n} MNIST-M images, wall s (process start included) | {summary([t for t, _ in pred])} | | |")
-    print(f"| hw3_p3.sh, images/s end to end | {summary([n / t for t, _ in pred])} | | |")
+    print(f"| hw3_p3.sh on {n} MNIST-M images, wall s (process start included) | {summary([t for t, _ in pred])} "
+          "| | | | |")
+    print(f"| hw3_p3.sh, images/s end to end | {summary([n / t for t, _ in pred])} | | | | |")
     first = [bench_first_batch(root) for _ in range(a.repeats)]
-    print(f"| MNIST-M train (53k) to tensor, cold cache s | {summary([c for c, _ in first])} | | |")
-    print(f"| MNIST-M train (53k) to tensor, warm cache s | {summary([w for _, w in first])} | | |")
+    print(f"| MNIST-M train (53k) to tensor, cold cache s | {summary([c for c, _ in first])} | | | | |")
+    print(f"| MNIST-M train (53k) to tensor, warm cache s | {summary([w for _, w in first])} | | | | |")
 
 
 if __name__ == "__main__":
