@@ -129,8 +129,8 @@ def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None
 
     G, D = spec.build_g(), spec.build_d()
     G.apply(init_dcgan), D.apply(init_dcgan)
-    opt_g = torch.optim.Adam(G.parameters(), a.lr, betas=tuple(a.betas))
-    opt_d = torch.optim.Adam(D.parameters(), a.lr, betas=tuple(a.betas))
+    opt_g = common.adam(G.parameters(), a.lr, betas=tuple(a.betas))
+    opt_d = common.adam(D.parameters(), a.lr, betas=tuple(a.betas))
     nets = Nets(common.prepare_model(G, d), common.prepare_model(D, d), opt_g, opt_d, d.rank, d.world)
     step = 0
     if a.resume:
@@ -391,7 +391,7 @@ def train_attribute_classifier(root: str | Path, attr: str, device: torch.device
     common.seed_everything(seed)
     train_set, test_set = load_faces(root, "train", attr), load_faces(root, "test", attr)
     net = AttributeNet().to(device)
-    opt = torch.optim.Adam(net.parameters(), 1e-3, weight_decay=1e-4)
+    opt = common.adam(net.parameters(), 1e-3, weight_decay=1e-4)
     g = torch.Generator(device).manual_seed(seed)
     sampler, batch = DeviceSampler(train_set, device, g), 64
     steps = epochs * len(sampler) // batch

@@ -69,8 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The label optimizer owns the feature extractor and label classifier; the domain optimizer the domain head."""
-    opt_label = torch.optim.Adam([*net.features.parameters(), *net.label_classifier.parameters()], lr)
-    return opt_label, torch.optim.Adam(net.domain_classifier.parameters(), lr)
+    opt_label = common.adam([*net.features.parameters(), *net.label_classifier.parameters()], lr)
+    return opt_label, common.adam(net.domain_classifier.parameters(), lr)
 
 
 def train(a: argparse.Namespace) -> None:

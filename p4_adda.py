@@ -135,7 +135,7 @@ def build(cfg: dict, d: common.Dist) -> tuple[dict[str, nn.Module], dict[str, to
     nets = {"source_encoder": make_encoder(cfg), "classifier": LeNetClassifier(), "target_encoder": make_encoder(cfg),
             "critic": FeatureCritic(500, cfg["critic_hidden"]), "teacher": make_encoder(cfg)}
     nets = {k: common.prepare_model(v, d) for k, v in nets.items()}
-    adam = torch.optim.Adam
+    adam = common.adam
     opts = {"pretrain": adam([*nets["source_encoder"].parameters(), *nets["classifier"].parameters()], cfg["lr"],
                              betas=(cfg["beta1"], 0.999)),
             "critic": adam(nets["critic"].parameters(), cfg["lr_adapt"], betas=(0.5, 0.999)),

@@ -3,8 +3,9 @@
 The conventional pipeline is the usual way: a Dataset that opens each PNG with PIL per item, torchvision
 transforms, a DataLoader with worker processes, and an fp32 model. Ours is what the training scripts do:
 decode once (cached uint8 tensor), draw batches by index on the training device, train through
-common.prepare_model / common.autocast. "ours, fp32" is the default on CPU (`--precision auto`); "ours, bf16"
-is `--precision bf16` (bf16 autocast + channels_last, for CPUs with native bf16; the default on CUDA).
+common.prepare_model / common.autocast / common.adam (fused Adam). "ours, fp32" is the default on CPU
+(`--precision auto`); "ours, bf16" is `--precision bf16` (bf16 autocast + channels_last, for CPUs with native
+bf16; the default on CUDA). Each measurement runs in a fresh process.
 
   python benchmarks/bench_speed.py --data hw3_data --repeats 3 > benchmarks/speed_cpu.md
 """
@@ -113,48 +114,54 @@ def timed(fn, steps: int, warmup: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-def bench_dann(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float, float]:
-    """Steps/s of (ours in bf16, ours in fp32, conventional), each from the same initial weights."""
+def batches(pipeline: str, data, folder: Path, csv_path: Path, column: str, size: int, batch: int, workers: int,
+            g: torch.Generator):
+    """A `next batch` function: our device sampler over the decoded `data()`, or the conventional DataLoader."""
+    if pipeline == "ours":
+        sampler = DeviceSampler(data(), CPU, g)
+        return lambda: sampler.sample(batch)
+    loader = endless(DataLoader(PILFolder(folder, csv_path, column, size), batch, shuffle=True, num_workers=workers,
+                                drop_last=True, persistent_workers=workers > 0))
+    return lambda: next(loader)
+
+
+def bench_dann(root: Path, pipeline: str, bf16: bool, steps: int, warmup: int, workers: int, batch: int = 128
+               ) -> float:
+    """Steps/s of DANN training usps->mnistm with one pipeline."""
     g = torch.Generator().manual_seed(0)
-    src = DeviceSampler(load_digits(root, "usps", "train"), CPU, g)
-    tgt = DeviceSampler(load_digits(root, "mnistm", "train"), CPU, g)
     base = root / "digits"
-    loaders = [endless(DataLoader(PILFolder(base / d / "train", base / d / "train.csv", "label", 28), batch,
-                                  shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0))
-               for d in ("usps", "mnistm")]
-    result = []
-    for pipeline, bf16 in PIPELINES:
-        torch.manual_seed(0)
-        net = prepared(DANN(input_norm=True), bf16)
-        opt = torch.optim.Adam(net.parameters(), 2e-4)
+    src, tgt = (batches(pipeline, lambda d=d: load_digits(root, d, "train"), base / d / "train",
+                        base / d / "train.csv", "label", 28, batch, workers, g) for d in ("usps", "mnistm"))
+    torch.manual_seed(0)
+    net = prepared(DANN(input_norm=True), bf16)
+    opt = (common.adam if pipeline == "ours" else torch.optim.Adam)(net.parameters(), 2e-4)
 
-        def step(i, net=net, opt=opt, pipeline=pipeline, bf16=bf16):
-            if pipeline == "ours":
-                (xs, ys), (xt, _) = src.sample(batch), tgt.sample(batch)
-            else:
-                (xs, ys), (xt, _) = next(loaders[0]), next(loaders[1])
-            dann_step(net, opt, xs, ys, xt, i / steps, bf16)
+    def step(i):
+        (xs, ys), (xt, _) = src(), tgt()
+        dann_step(net, opt, xs, ys, xt, i / steps, bf16)
 
-        result.append(timed(step, steps, warmup))
-    return tuple(result)
+    return timed(step, steps, warmup)
 
 
-def bench_dcgan(root: Path, steps: int, warmup: int, workers: int, batch: int = 128) -> tuple[float, float, float]:
-    faces = DeviceSampler(load_faces(root, "train", "Smiling"), CPU, torch.Generator().manual_seed(0))
-    loader = endless(DataLoader(PILFolder(root / "face" / "train", root / "face" / "train.csv", "Smiling", 64), batch,
-                                shuffle=True, num_workers=workers, drop_last=True, persistent_workers=workers > 0))
-    result = []
-    for pipeline, bf16 in PIPELINES:
-        torch.manual_seed(0)
-        g, d = prepared(DCGANGenerator(), bf16), prepared(DCGANDiscriminator(), bf16)
-        opt_g, opt_d = (torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
+def bench_dcgan(root: Path, pipeline: str, bf16: bool, steps: int, warmup: int, workers: int, batch: int = 128
+                ) -> float:
+    """Steps/s of DCGAN training at 64x64 with one pipeline."""
+    real = batches(pipeline, lambda: load_faces(root, "train", "Smiling"), root / "face" / "train",
+                   root / "face" / "train.csv", "Smiling", 64, batch, workers, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    g, d = prepared(DCGANGenerator(), bf16), prepared(DCGANDiscriminator(), bf16)
+    adam = common.adam if pipeline == "ours" else torch.optim.Adam
+    opt_g, opt_d = (adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
+    return timed(lambda i: gan_step(g, d, opt_g, opt_d, real()[0], bf16), steps, warmup)
 
-        def real(pipeline=pipeline):
-            return faces.sample(batch)[0] if pipeline == "ours" else next(loader)[0]
 
-        result.append(timed(lambda i, g=g, d=d, og=opt_g, od=opt_d, bf16=bf16, real=real:
-                            gan_step(g, d, og, od, real(), bf16), steps, warmup))
-    return tuple(result)
+def in_fresh_process(a: argparse.Namespace, bench: str, variant: int) -> float:
+    """Run one (benchmark, pipeline) measurement in a new Python process: no imports, threads or DataLoader
+    workers of one pipeline can slow down another."""
+    r = subprocess.run([sys.executable, __file__, "--data", a.data, "--steps", str(a.steps), "--gan-steps",
+                        str(a.gan_steps), "--workers", str(a.workers), "--one", f"{bench}:{variant}"],
+                       check=True, capture_output=True, text=True)
+    return float(r.stdout.strip().splitlines()[-1])
 
 
 def bench_predict(root: Path) -> tuple[float, int]:
@@ -190,17 +197,24 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--gan-steps", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the conventional pipeline")
+    p.add_argument("--one", help=argparse.SUPPRESS)  # internal: BENCH:VARIANT, run in a child process
     a = p.parse_args()
     root = Path(a.data)
+    benches = {"dann": (bench_dann, a.steps), "dcgan": (bench_dcgan, a.gan_steps)}
+    if a.one:
+        bench, variant = a.one.split(":")
+        fn, steps = benches[bench]
+        print(fn(root, *PIPELINES[int(variant)], steps, 2, a.workers))
+        return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"conventional DataLoader with {a.workers} workers; native CPU bf16: {common.cpu_bf16()}; "
           f"min / median / max over {a.repeats} repeats\n")
     print("| benchmark | ours, bf16 | ours, fp32 (CPU default) | conventional | ours bf16 / conventional | "
           "ours fp32 / conventional |")
     print("|---|---|---|---|---|---|")
-    for name, fn, steps, batch_images in (("DANN usps->mnistm train, steps/s", bench_dann, a.steps, 256),
-                                          ("DCGAN 64x64 train, steps/s", bench_dcgan, a.gan_steps, 128)):
-        res = [fn(root, steps, 2, a.workers) for _ in range(a.repeats)]
+    for name, bench, batch_images in (("DANN usps->mnistm train, steps/s", "dann", 256),
+                                      ("DCGAN 64x64 train, steps/s", "dcgan", 128)):
+        res = [[in_fresh_process(a, bench, v) for v in range(len(PIPELINES))] for _ in range(a.repeats)]
         ours, fp32, conv = ([r[k] for r in res] for k in range(3))
         print(f"| {name} | {summary(ours)} | {summary(fp32)} | {summary(conv)} | "
               f"{summary([r[0] / r[2] for r in res])} | {summary([r[1] / r[2] for r in res])} |")
