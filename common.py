@@ -154,9 +154,25 @@ def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] =
     return torch.optim.Adam(params, lr, betas=betas, weight_decay=weight_decay, fused=True)
 
 
+class AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; its gradient is again the sum over ranks (each rank's loss depends on the total)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     """BatchNorm whose training statistics cover the global batch of all torchrun ranks, for CPU / gloo
-    (nn.SyncBatchNorm is GPU-only). Per-channel sums go through the differentiable all_reduce, so gradients
+    (nn.SyncBatchNorm is GPU-only). Per-channel sums go through a differentiable all-reduce, so gradients
     are those of one process with the whole batch. Same parameters and buffers as nn.BatchNorm*d."""
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
@@ -166,12 +182,10 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()  # statistics in fp32, also under bf16 autocast
         c, dims = x.size(1), [0, *range(2, x.dim())]
         count = torch.full((1,), x.numel() // c, dtype=xf.dtype, device=x.device)
-        stats = all_reduce(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))  # (2C + 1,) summed over ranks
+        stats = AllReduceSum.apply(torch.cat([xf.sum(dims), (xf * xf).sum(dims), count]))  # (2C + 1,), all ranks
         n = stats[-1]
         mean = stats[:c] / n
         var = (stats[c:2 * c] / n - mean * mean).clamp(min=0)

@@ -16,7 +16,9 @@ from datasets import (
     load_faces,
     load_folder,
     read_csv,
+    shuffle_patches,
     split_val,
+    texture_mix,
 )
 
 
@@ -172,3 +174,26 @@ def test_augment_keeps_range_and_shape():
 def test_read_csv_not_found(tmp_path):
     with pytest.raises(UserError, match="CSV not found"):
         read_csv(tmp_path / "x.csv", ["image_name"])
+
+
+def test_shuffle_patches_moves_whole_tiles():
+    x = torch.arange(2 * 3 * 28 * 28, dtype=torch.float).reshape(2, 3, 28, 28)
+    y = shuffle_patches(x, torch.Generator().manual_seed(0), patch=4)
+    assert y.shape == x.shape and not torch.equal(x, y)
+    for img_x, img_y in zip(x, y):  # same 4x4 tiles (with their 3 channels), in another order
+        tiles = lambda im: sorted(tuple(im[:, i:i + 4, j:j + 4].flatten().tolist())
+                                  for i in range(0, 28, 4) for j in range(0, 28, 4))
+        assert tiles(img_x) == tiles(img_y)
+
+
+def test_texture_mix_draws_the_digit_into_the_background():
+    g = torch.Generator().manual_seed(0)
+    digit = -torch.ones(8, 3, 28, 28)
+    digit[:, :, 8:20, 12:16] = 1.0                                        # a white bar on black
+    colour = torch.tensor([0.2, 0.6, 0.9]).view(1, 3, 1, 1)              # a flat background, in [0, 1]
+    background = (colour * 2 - 1).expand(8, 3, 28, 28)
+    assert torch.equal(texture_mix(digit, background, g, p=0.0), digit)
+    mixed = (texture_mix(digit, background, g, p=1.0) + 1) / 2            # back to [0, 1]
+    # |background - digit| (MNIST-M's recipe): the background's colour off the digit, its complement on it
+    assert torch.allclose(mixed[:, :, 0, 0], colour.view(1, 3).expand(8, 3), atol=1e-6)
+    assert torch.allclose(mixed[:, :, 10, 13], 1 - colour.view(1, 3).expand(8, 3), atol=1e-6)

@@ -86,3 +86,48 @@ def test_dcgan_init():
     assert abs(w.std().item() - 0.02) < 0.002
     bn = g.net[1][1]
     assert abs(bn.weight.mean().item() - 1) < 0.01 and bn.bias.abs().max() == 0
+
+
+def test_global_batchnorm_equals_batchnorm_in_one_process(tmp_path):
+    """GlobalBatchNorm (the CPU stand-in for SyncBatchNorm) with one rank: the outputs, gradients and running
+    statistics of nn.BatchNorm2d (the 2-rank equality is tested end to end in test_gan.py)."""
+    import torch.distributed as dist
+
+    from common import GlobalBatchNorm, global_batchnorm
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        plain = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+        synced = global_batchnorm(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)))
+        synced.load_state_dict(plain.state_dict())
+        assert isinstance(synced[1], GlobalBatchNorm)
+        x = torch.randn(8, 3, 10, 10)
+        outs = [net(x) for net in (plain, synced)]
+        for out in outs:
+            (out ** 2).mean().backward()
+        assert torch.allclose(outs[0], outs[1], atol=1e-5)
+        assert torch.allclose(plain[0].weight.grad, synced[0].weight.grad, atol=1e-5)
+        for k in ("running_mean", "running_var"):
+            assert torch.allclose(getattr(plain[1], k), getattr(synced[1], k), atol=1e-6)
+        plain.eval(), synced.eval()
+        assert torch.allclose(plain(x), synced(x), atol=1e-5)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_precision_choices():
+    import common
+
+    cpu = torch.device("cpu")
+    common.set_precision("fp32", cpu)
+    assert common.precision(cpu) == "fp32" and common.precision(torch.device("cuda")) == "fp32"
+    common.set_precision("auto", cpu)
+    assert common.precision(cpu) == "fp32" and common.precision(torch.device("cuda")) == "bf16 autocast"
+    if common.cpu_bf16():
+        common.set_precision("bf16", cpu)
+        with common.autocast(cpu):
+            assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
+        with common.autocast(cpu, training=False):  # predictions on CPU stay fp32
+            assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
+    common.set_precision("auto", cpu)

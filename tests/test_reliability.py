@@ -44,19 +44,37 @@ def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path):
     assert common.load_checkpoint(run / "last.pt", "p3_dann")["step"] == step + 3, r.stdout
 
 
-@pytest.mark.parametrize("delay", [0.3, 1.1, 2.3])
-def test_sigkill_never_leaves_a_broken_checkpoint(demo_root, tmp_path, delay):
+def p1_cmd(demo_root, run, steps="100000"):
+    """DCGAN training writing a checkpoint every step (the GAN loop's own checkpoint code)."""
+    return [sys.executable, str(ROOT / "p1_dcgan.py"), "train", "--data", str(demo_root), "--steps", steps,
+            "--batch", "8", "--ckpt-every", "1", "--sample-every", "1000", "--log-every", "1", "--run-dir", str(run)]
+
+
+@pytest.mark.parametrize("problem,delay", [("p3", 0.3), ("p3", 1.1), ("p3", 2.3), ("p1", 0.2), ("p1", 0.9),
+                                           ("p1", 2.1)])
+def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root, tmp_path, problem, delay):
     run = tmp_path / "run"
-    cmd = train_cmd(demo_root, run)
-    cmd[cmd.index("--eval-every") + 1] = "1"  # a checkpoint write every step: kills land inside writes too
+    if problem == "p3":
+        cmd = train_cmd(demo_root, run)
+        cmd[cmd.index("--eval-every") + 1] = "1"  # a checkpoint write every step: kills land inside writes too
+    else:
+        cmd = p1_cmd(demo_root, run)
+    kind = {"p3": "p3_dann", "p1": "p1_dcgan"}[problem]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     wait_for(run / "last.pt", proc)
     time.sleep(delay)
     proc.kill()
     proc.wait()
-    ck = common.load_checkpoint(run / "last.pt", "p3_dann")
+    ck = common.load_checkpoint(run / "last.pt", kind)
     assert ck["step"] >= 1 and "optimizers" in ck
+    step = ck["step"]
+    if problem == "p3":
+        r = run_cli(*cmd[1:], "--resume", "--stop-at", str(step + 2))
+    else:
+        r = run_cli(*p1_cmd(demo_root, run, steps=str(step + 2))[1:], "--resume")
+    assert r.returncode == 0, r.stderr
+    assert common.load_checkpoint(run / "last.pt", kind)["step"] == step + 2
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, monkeypatch):
