@@ -15,8 +15,14 @@ t --source usps --target mnistm --run-dir "$out/p4_u2m_plain" --plain --pretrain
 t --source usps --target mnistm --run-dir "$out/p4_u2m_full" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250
 # mnistm -> usps
 t --source mnistm --target usps --run-dir "$out/p4_m2u_full" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200
-# mnist -> mnistm (not run yet: out of CPU time)
+# mnist -> mnistm
 t --source mnist --target mnistm --run-dir "$out/p4_mn2m_full" --pretrain-steps 600 --adapt-steps 800 --selftrain-steps 1000 --eval-every 200
+# 2026-11-30: a longer self-training stage, then --texture-mix (source digits drawn into tile-shuffled unlabelled
+# target images) on mnist->mnistm and usps->mnistm (the last two runs with the fused Adam of common.adam)
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_long" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex_long" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 500 --texture-mix 0.5
+t --source usps --target mnistm --run-dir "$out/p4_u2m_tex" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --texture-mix 0.5
 
 # shipped checkpoints (best.pt = chosen by im-score on unlabelled target train images)
 python p4_adda.py export --ckpt "$out/p4_u2m_full/best.pt" --out checkpoints/p4_adda_mnistm.pt

@@ -28,15 +28,15 @@ def demo_root(tmp_path_factory) -> Path:
     return write_demo(tmp_path_factory.mktemp("demo"), n_digits=(300, 100), n_faces=(96, 32))
 
 
-def run_cli(*args: str, cwd: Path | None = None, check: bool = False,
-            timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: float = 600,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run a script of the project (python file or bash wrapper) in a subprocess, capturing its output."""
     cmd = list(args)
     if cmd[0].endswith(".py"):
         cmd = [sys.executable, str(ROOT / cmd[0]), *cmd[1:]]
     elif cmd[0].endswith(".sh"):
         cmd = ["bash", str(ROOT / cmd[0]), *cmd[1:]]
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore", **(extra_env or {})}
     r = subprocess.run(cmd, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")

@@ -475,12 +475,7 @@ def wrapper_ckpt_cli(script: str, shipped: str):
             args = [str(c.tmp / "figs")]
         else:
             args = [str(c.demo / "digits" / "usps" / "test"), "usps", str(c.tmp / "pred.csv")]
-        import os
-        os.environ["HW3_CKPT_DIR"] = str(ck.parent)
-        try:
-            return run_cli(script, *args)
-        finally:
-            del os.environ["HW3_CKPT_DIR"]
+        return run_cli(script, *args, extra_env={"HW3_CKPT_DIR": str(ck.parent)})
     return run
 
 
