@@ -100,9 +100,10 @@ def test_acgan_generator_loss_uses_sampled_labels():
     assert out["loss_g_aux"] != pytest.approx(F.cross_entropy(logits, y_real).item(), rel=1e-2)
 
 
-def test_resume_is_exact(demo_root, tmp_path):
-    """ACGAN: batch indices, noise, sampled labels and dropout all draw from the saved RNG states."""
-    module = p2_acgan
+@pytest.mark.parametrize("module", [p1_dcgan, p2_acgan], ids=["p1", "p2"])
+def test_resume_is_exact(demo_root, tmp_path, module):
+    """2 + 2 steps with --resume end with the weights of 4 steps: batch indices, noise, sampled labels and (ACGAN)
+    dropout all draw from the saved RNG states; the optimizers' states come back too."""
     args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "2",
             "--ckpt-every", "2"]
     module.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"])
@@ -113,6 +114,8 @@ def test_resume_is_exact(demo_root, tmp_path):
     for net in ("G", "D"):
         for k, v in a["models"][net].items():
             assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
+        for sa, sb in zip(a["optimizers"][net]["state"].values(), b["optimizers"][net]["state"].values()):
+            assert all(torch.equal(sa[k], sb[k]) for k in sa), f"{net} optimizer state differs after resume"
     assert (tmp_path / "a" / "curves.png").is_file() and (tmp_path / "a" / "samples" / "step_000004.png").is_file()
     assert len(common.read_metrics(tmp_path / "b" / "metrics.jsonl")) == 4
 

@@ -12,6 +12,7 @@ import torch
 from conftest import ROOT, assert_clean_error, run_cli, run_main
 
 import common
+import p1_dcgan
 import p3_dann
 
 
@@ -28,26 +29,35 @@ def wait_for(path, proc, timeout=120):
         time.sleep(0.2)
 
 
-def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path):
-    run = tmp_path / "run"
-    proc = subprocess.Popen(train_cmd(demo_root, run), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wait_for(run / "last.pt", proc)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err
-    step = common.load_checkpoint(run / "last.pt", "p3_dann")["step"]
-    assert step >= 5
-    r = run_cli(*train_cmd(demo_root, run, steps="100000")[1:3], "--source", "mnist", "--target", "usps",
-                "--run-dir", str(run), "--resume", "--stop-at", str(step + 3), check=True)
-    assert common.load_checkpoint(run / "last.pt", "p3_dann")["step"] == step + 3, r.stdout
-
-
 def p1_cmd(demo_root, run, steps="100000"):
     """DCGAN training writing a checkpoint every step (the GAN loop's own checkpoint code)."""
     return [sys.executable, str(ROOT / "p1_dcgan.py"), "train", "--data", str(demo_root), "--steps", steps,
             "--batch", "8", "--ckpt-every", "1", "--sample-every", "1000", "--log-every", "1", "--run-dir", str(run)]
+
+
+@pytest.mark.parametrize("problem", ["p3", "p1"])
+def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path, problem):
+    run = tmp_path / "run"
+    cmd, kind = (train_cmd(demo_root, run), "p3_dann") if problem == "p3" else (p1_cmd(demo_root, run), "p1_dcgan")
+    if problem == "p1":
+        cmd[cmd.index("--ckpt-every") + 1] = "1000"  # only the Ctrl-C checkpoint
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if problem == "p3":
+        wait_for(run / "last.pt", proc)
+    else:
+        wait_for(run / "metrics.jsonl", proc)  # training steps are running
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    step = common.load_checkpoint(run / "last.pt", kind)["step"]
+    assert step >= 1
+    if problem == "p3":
+        r = run_cli(*cmd[1:], "--resume", "--stop-at", str(step + 3), check=True)
+    else:
+        r = run_cli(*p1_cmd(demo_root, run, steps=str(step + 3))[1:], "--resume", check=True)
+    assert common.load_checkpoint(run / "last.pt", kind)["step"] == step + 3, r.stdout
 
 
 @pytest.mark.parametrize("problem,delay", [("p3", 0.3), ("p3", 1.1), ("p3", 2.3), ("p1", 0.2), ("p1", 0.9),
@@ -94,3 +104,23 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, m
     ck = common.load_checkpoint(run / "last.pt", "p3_dann")
     assert ck["step"] == 10
     assert all(torch.isfinite(v).all() for v in ck["models"]["dann"].values() if v.is_floating_point())
+
+
+def test_gan_divergence_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, monkeypatch):
+    """A DCGAN whose losses turn to Inf at step 5: a clean error naming step 5, last.pt at step 4, finite."""
+    real_loss = p1_dcgan.gan_losses_real_fake
+    calls = {"n": 0}
+
+    def diverging(logit, real):
+        calls["n"] += 1  # three calls per step (D real, D fake, G)
+        return real_loss(logit, real) * (float("inf") if calls["n"] > 12 else 1.0)
+
+    monkeypatch.setattr(p1_dcgan, "gan_losses_real_fake", diverging)
+    run = tmp_path / "run"
+    r = run_main(p1_dcgan.main, "train", "--data", str(demo_root), "--steps", "20", "--batch", "8",
+                 "--ckpt-every", "2", "--log-every", "1", "--run-dir", str(run))
+    assert_clean_error(r, "non-finite", "step 5")
+    ck = common.load_checkpoint(run / "last.pt", "p1_dcgan")
+    assert ck["step"] == 4
+    assert all(torch.isfinite(v).all() for net in ("G", "D") for v in ck["models"][net].values()
+               if v.is_floating_point())
