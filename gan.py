@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 import common
 from common import UserError
-from datasets import DeviceSampler, cache_dir, list_images, load_faces, load_folder
+from datasets import DeviceSampler, cache_dir, decode_many, list_images, load_faces
 from models import Z_DIM, init_dcgan
 
 
@@ -270,10 +270,9 @@ def sample(a: argparse.Namespace, spec: GanSpec) -> None:
 
 def export(a: argparse.Namespace, spec: GanSpec) -> None:
     """Generator weights in fp16 + config + step: what checkpoints/ ships."""
-    out = common.export_checkpoint(a.ckpt, a.out, spec.kind, keep=("G",),
-                                   check=lambda p: load_generator(p, spec, torch.device("cpu")))
-    step = common.load_checkpoint(out, spec.kind)["step"]
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {step})")
+    _, ck = load_generator(a.ckpt, spec, torch.device("cpu"))  # the weights fit the generator
+    out = common.export_checkpoint(a.ckpt, a.out, spec.kind, keep=("G",))
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
 
 
 # ----------------------------------------------------------------------------- FID
@@ -325,37 +324,35 @@ def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
 
 
-def folder_features(folder: str | Path, net: Inception) -> tuple[np.ndarray, int]:
-    """Features of every image of a folder (compared at 64x64), cached by the files' names, sizes and mtimes."""
-    paths = list_images(folder)
+def real_features(paths: list[Path], net: Inception) -> np.ndarray:
+    """Features of the real images (compared at 64x64), cached by the files' names, sizes and mtimes."""
     key = hashlib.sha1("|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
                        .encode()).hexdigest()[:20]
     cached = cache_dir() / f"fid_{key}.npy"
     if cached.is_file():
-        return np.load(cached), len(paths)
-    feats = net.features(load_folder(folder, 64).images, desc=f"inception {Path(folder).name}")
+        return np.load(cached)
+    images, _ = decode_many(paths, 64, strict=True)
+    feats = net.features(images, desc=f"inception {paths[0].parent.name}")
     cached.parent.mkdir(parents=True, exist_ok=True)
     np.save(cached, feats)
-    return feats, len(paths)
+    return feats
 
 
-def fid_metrics(fake: torch.Tensor, real_folder: str | Path, device: torch.device) -> dict:
-    """FID of uint8 generated images (N, 3, 64, 64) against every image of a real folder."""
+def fid_metrics(fake: torch.Tensor, real: list[Path], device: torch.device) -> dict:
+    """FID of uint8 generated images (N, 3, 64, 64) against the real images `real` (from `check_eval_args`)."""
     net = Inception(device)
-    real_feats, n_real = folder_features(real_folder, net)
-    fid = frechet_distance(net.features(fake, desc="inception generated"), real_feats)
-    return {"fid": round(fid, 3), "fid_generated": len(fake), "fid_real": n_real, "fid_real_folder": str(real_folder)}
+    fid = frechet_distance(net.features(fake, desc="inception generated"), real_features(real, net))
+    return {"fid": round(fid, 3), "fid_generated": len(fake), "fid_real": len(real),
+            "fid_real_folder": str(real[0].parent)}
 
 
-def real_folder(a: argparse.Namespace) -> Path:
-    return Path(a.real or Path(a.data) / "face" / "test")
-
-
-def check_eval_args(a: argparse.Namespace) -> None:
-    """Fail before the slow part: the real folder must hold images and --json must be a writable .json path."""
-    list_images(real_folder(a))
+def check_eval_args(a: argparse.Namespace) -> list[Path]:
+    """Fail before the slow part: the real folder (--real, or <data>/face/test) must hold images and --json must be
+    a writable .json path. Returns the real images, listed once."""
+    real = list_images(a.real or Path(a.data) / "face" / "test")
     if a.json:
         common.check_output_file(a.json, (".json",))
+    return real
 
 
 def report(a: argparse.Namespace, metrics: dict) -> None:

@@ -73,11 +73,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate(a: argparse.Namespace) -> None:
     """FID of --n generated faces against the real folder."""
-    gan.check_eval_args(a)
+    real = gan.check_eval_args(a)
     device = common.setup(a.device).device
     G, ck = gan.load_generator(a.ckpt, SPEC, device)
     fake, _ = gan.generate_n(G, SPEC, a.n, a.seed, device)
-    gan.report(a, {"checkpoint_step": ck["step"], **gan.fid_metrics(fake, gan.real_folder(a), device)})
+    gan.report(a, {"checkpoint_step": ck["step"], **gan.fid_metrics(fake, real, device)})
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate(a: argparse.Namespace) -> None:
     """FID of --n faces (half with the attribute off, half on, same noise), attribute accuracy and flip rate."""
-    gan.check_eval_args(a)
+    real = gan.check_eval_args(a)
     device = common.setup(a.device).device
     G, ck = gan.load_generator(a.ckpt, SPEC, device)
     attr = ck["config"]["attr"]
@@ -114,7 +114,7 @@ def evaluate(a: argparse.Namespace) -> None:
                "attr_acc_on": round((p_on == 1).float().mean().item(), 4),
                "flip_rate": round((p_off != p_on).float().mean().item(), 4), "attr_images_per_value": len(z),
                "classifier_test_acc": judge_info["test_acc"]}
-    metrics |= gan.fid_metrics(torch.cat([off, on]), gan.real_folder(a), device)
+    metrics |= gan.fid_metrics(torch.cat([off, on]), real, device)
     gan.report(a, metrics)
 
 

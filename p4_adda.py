@@ -28,9 +28,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import common
-import datasets
 from common import UserError
-from datasets import DIGIT_SIZE, DeviceSampler, ImageSet, augment_digits, check_domain, digit_splits, load_digits
+from datasets import (
+    DIGIT_SIZE,
+    DeviceSampler,
+    ImageSet,
+    augment_digits,
+    check_domain,
+    digit_splits,
+    load_digits,
+    texture_mix,
+)
 from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder
 
 KIND = "p4_adda"
@@ -223,7 +231,7 @@ def train(a: argparse.Namespace) -> None:
     def pretrain_step() -> dict[str, float]:
         xs, ys = src.sample(a.batch)
         if a.texture_mix > 0:
-            xs = datasets.texture_mix(xs, tgt.sample(a.batch)[0], g, a.texture_mix)
+            xs = texture_mix(xs, tgt.sample(a.batch)[0], g, a.texture_mix)
         if a.augment:
             xs = aug(xs)
         with common.autocast(d.device):
@@ -237,7 +245,7 @@ def train(a: argparse.Namespace) -> None:
     def adapt_step() -> dict[str, float]:
         (xs, _), (xt, _) = src.sample(a.batch), tgt.sample(a.batch)
         if a.texture_mix > 0:
-            xs = datasets.texture_mix(xs, xt, g, a.texture_mix)
+            xs = texture_mix(xs, xt, g, a.texture_mix)
         if a.augment:
             xs, xt = aug(xs), aug(xt)
         dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(d.device)  # source 0, target 1
@@ -365,9 +373,8 @@ def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | No
 
 
 def export(a: argparse.Namespace) -> None:
-    out = common.export_checkpoint(a.ckpt, a.out, KIND, keep=("target_encoder", "classifier"),
-                                   check=lambda p: load_encoders(p, "cpu"))
-    print(f"wrote {out}")
+    load_encoders(a.ckpt, "cpu")  # the weights fit the networks
+    print(f"wrote {common.export_checkpoint(a.ckpt, a.out, KIND, keep=('target_encoder', 'classifier'))}")
 
 
 def predict(a: argparse.Namespace) -> None:

@@ -62,23 +62,17 @@ def endless(loader: DataLoader):
 CPU = torch.device("cpu")
 
 
-def precision_of(bf16: bool):
-    """bf16 autocast as the training scripts do it (common.autocast), or plain fp32."""
-    common.set_precision("bf16" if bf16 else "fp32", CPU)
-    return common.autocast(CPU)
-
-
-def prepared(net: torch.nn.Module, bf16: bool) -> torch.nn.Module:
-    common.set_precision("bf16" if bf16 else "fp32", CPU)
-    return common.prepare_model(net, common.Dist(0, 1, CPU))
-
-
 PIPELINES = (("ours", True), ("ours", False), ("conventional", False))  # (data path, bf16)
 
 
-def dann_step(net, opt, xs, ys, xt, p, bf16: bool):
+def prepared(net: torch.nn.Module) -> torch.nn.Module:
+    """The model as the training scripts prepare it (channels_last under bf16; plain fp32 otherwise)."""
+    return common.prepare_model(net, common.Dist(0, 1, CPU))
+
+
+def dann_step(net, opt, xs, ys, xt, p):
     net.domain_classifier.reverse.coeff = dann_coeff(p)
-    with precision_of(bf16):
+    with common.autocast(CPU):  # a no-op unless the process runs --precision bf16
         logits, dom = net(torch.cat([xs, xt]))
     dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long()
     loss = F.cross_entropy(logits[: len(xs)].float(), ys) + F.cross_entropy(dom.float(), dom_true)
@@ -87,17 +81,17 @@ def dann_step(net, opt, xs, ys, xt, p, bf16: bool):
     opt.step()
 
 
-def gan_step(g, d, opt_g, opt_d, real, bf16: bool):
+def gan_step(g, d, opt_g, opt_d, real):
     z = torch.randn(len(real), 100)
     ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
     bce = F.binary_cross_entropy_with_logits
-    with precision_of(bf16):
+    with common.autocast(CPU):  # a no-op unless the process runs --precision bf16
         fake = g(z)
         loss_d = bce(d(real).float(), ones) + bce(d(fake.detach()).float(), zeros)
     opt_d.zero_grad()
     loss_d.backward()
     opt_d.step()
-    with precision_of(bf16):
+    with common.autocast(CPU):  # a no-op unless the process runs --precision bf16
         loss_g = bce(d(fake).float(), ones)
     opt_g.zero_grad()
     loss_g.backward()
@@ -125,7 +119,7 @@ def batches(pipeline: str, data, folder: Path, csv_path: Path, column: str, size
     return lambda: next(loader)
 
 
-def bench_dann(root: Path, pipeline: str, bf16: bool, steps: int, warmup: int, workers: int, batch: int = 128
+def bench_dann(root: Path, pipeline: str, steps: int, warmup: int, workers: int, batch: int = 128
                ) -> float:
     """Steps/s of DANN training usps->mnistm with one pipeline."""
     g = torch.Generator().manual_seed(0)
@@ -133,26 +127,26 @@ def bench_dann(root: Path, pipeline: str, bf16: bool, steps: int, warmup: int, w
     src, tgt = (batches(pipeline, lambda d=d: load_digits(root, d, "train"), base / d / "train",
                         base / d / "train.csv", "label", 28, batch, workers, g) for d in ("usps", "mnistm"))
     torch.manual_seed(0)
-    net = prepared(DANN(input_norm=True), bf16)
+    net = prepared(DANN(input_norm=True))
     opt = (common.adam if pipeline == "ours" else torch.optim.Adam)(net.parameters(), 2e-4)
 
     def step(i):
         (xs, ys), (xt, _) = src(), tgt()
-        dann_step(net, opt, xs, ys, xt, i / steps, bf16)
+        dann_step(net, opt, xs, ys, xt, i / steps)
 
     return timed(step, steps, warmup)
 
 
-def bench_dcgan(root: Path, pipeline: str, bf16: bool, steps: int, warmup: int, workers: int, batch: int = 128
+def bench_dcgan(root: Path, pipeline: str, steps: int, warmup: int, workers: int, batch: int = 128
                 ) -> float:
     """Steps/s of DCGAN training at 64x64 with one pipeline."""
     real = batches(pipeline, lambda: load_faces(root, "train", "Smiling"), root / "face" / "train",
                    root / "face" / "train.csv", "Smiling", 64, batch, workers, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
-    g, d = prepared(DCGANGenerator(), bf16), prepared(DCGANDiscriminator(), bf16)
+    g, d = prepared(DCGANGenerator()), prepared(DCGANDiscriminator())
     adam = common.adam if pipeline == "ours" else torch.optim.Adam
     opt_g, opt_d = (adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
-    return timed(lambda i: gan_step(g, d, opt_g, opt_d, real()[0], bf16), steps, warmup)
+    return timed(lambda i: gan_step(g, d, opt_g, opt_d, real()[0]), steps, warmup)
 
 
 def in_fresh_process(a: argparse.Namespace, bench: str, variant: int) -> float:
@@ -204,7 +198,9 @@ def main() -> None:
     if a.one:
         bench, variant = a.one.split(":")
         fn, steps = benches[bench]
-        print(fn(root, *PIPELINES[int(variant)], steps, 2, a.workers))
+        pipeline, bf16 = PIPELINES[int(variant)]
+        common.set_precision("bf16" if bf16 else "fp32", CPU)  # for this whole process, as --precision does
+        print(fn(root, pipeline, steps, 2, a.workers))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
           f"conventional DataLoader with {a.workers} workers; native CPU bf16: {common.cpu_bf16()}; "

@@ -59,6 +59,17 @@ def check(r: subprocess.CompletedProcess, expect: Expect) -> None:
     assert bool(warned) == expect.warn, r.stderr
 
 
+def run_checked(folder: Path, run, expect: Expect) -> subprocess.CompletedProcess:
+    """Run a CLI (`run()`) and check it against `expect`; a failing run must leave every file under `folder` as it
+    was (no partial output either)."""
+    before = snapshot(folder)
+    r = run()
+    check(r, expect)
+    if not expect.ok:
+        assert snapshot(folder) == before
+    return r
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     """Hashes of every file under `folder`: what 'nothing of the user's changed' compares."""
     return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
@@ -178,11 +189,8 @@ def read_predictions(path: Path) -> dict[str, int]:
 def test_image_folder(demo_root, tmp_path, cli, kind):
     c = Case(tmp_path, demo_root)
     images = image_folder(c, kind)
-    before = snapshot(tmp_path)
-    r = FOLDER_CLIS[cli](c, images)
-    check(r, FOLDER_KINDS[kind])
+    r = run_checked(tmp_path, lambda: FOLDER_CLIS[cli](c, images), FOLDER_KINDS[kind])
     if not FOLDER_KINDS[kind].ok:
-        assert snapshot(tmp_path) == before  # no partial output file either
         return
     if "predict" in cli or cli.endswith(".sh"):
         pred = read_predictions(c.outputs[0])
@@ -653,16 +661,12 @@ def test_output_file(demo_root, tmp_path, cli, kind):
 def test_output_folder(demo_root, tmp_path, cli, kind):
     c = Case(tmp_path, demo_root)
     out = dir_out_path(c, kind)
-    before = snapshot(tmp_path)
-    r = DIR_OUT_CLIS[cli](c, out)
     expect = DIR_OUT_KINDS[kind]
     if cli == "hw3_p1p2.sh" and not expect.ok:
         expect = error("out_dir")
-    check(r, expect)
+    run_checked(tmp_path, lambda: DIR_OUT_CLIS[cli](c, out), expect)
     if expect.ok:
         assert out.is_dir() and any(out.iterdir())
-    else:
-        assert snapshot(tmp_path) == before
 
 
 # ----------------------------------------------------------------------------- 6. hw3_eval.py CSVs
