@@ -553,6 +553,15 @@ def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
     return (predict_logits(model, images, device).argmax(1) == labels.cpu()).float().mean().item()
 
 
+def print_accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+                   device: torch.device, where: str) -> None:
+    """Print the top-1 accuracy of `model` on a labelled split, overall and per class (the eval sub-commands)."""
+    pred, labels = predict_logits(model, images, device).argmax(1), labels.cpu()
+    print(f"accuracy on {where} ({len(labels)} images): {(pred == labels).float().mean().item():.4f}")
+    print("per class: " + ", ".join(f"{c} {(pred[labels == c] == c).float().mean().item():.3f}"
+                                    for c in labels.unique().tolist()))
+
+
 def write_predictions(path: str | Path, names: list[str], labels: list[int]) -> None:
     """image_name,label rows, written atomically."""
     import csv

@@ -272,13 +272,23 @@ def split_val(n: int, fraction: float, seed: int) -> tuple[torch.Tensor, torch.T
 # ----------------------------------------------------------------------------- device-side batches
 
 
-def digit_splits(root: str | Path, domain: str, val_fraction: float = 0.1, seed: int = 0
+def digit_splits(root: str | Path, domain: str, val_fraction: float = 0.1, seed: int = 0, with_test: bool = False
                  ) -> tuple[ImageSet, ImageSet, ImageSet]:
-    """(train, validation carved from train by a seeded split, dev-test) of one digit domain."""
-    full = load_digits(root, domain, "train")
+    """(train, validation carved from train by a seeded split, dev-test) of one digit domain; with_test: train/
+    and test/ together are split into train and validation (for a source domain, whose test/ is never scored)."""
+    full, test = load_digits(root, domain, "train"), load_digits(root, domain, "test")
+    if with_test:
+        full = ImageSet(torch.cat([full.images, test.images]), full.names + test.names,
+                        torch.cat([full.labels, test.labels]))
+    missing = sorted(set(range(10)) - set(full.labels.tolist()))
+    if missing:
+        where = "train/ + test/" if with_test else "train/"
+        hint = "" if with_test else " (--source-test also trains on a source's test/)"
+        warnings.warn(f"{domain} {where} has no images of class {', '.join(map(str, missing))}: a model trained on "
+                      "it cannot predict " + ("them" if len(missing) > 1 else "it") + hint, DataWarning, stacklevel=2)
     tr, va = split_val(len(full.names), val_fraction, seed)
     pick = lambda idx: ImageSet(full.images[idx], [full.names[i] for i in idx.tolist()], full.labels[idx])  # noqa: E731
-    return pick(tr), pick(va), load_digits(root, domain, "test")
+    return pick(tr), pick(va), test
 
 
 class DeviceSampler:
@@ -335,6 +345,17 @@ def augment_digits(x: torch.Tensor, g: torch.Generator, zoom: bool = False) -> t
     x = x * gain + offset
     flip = torch.rand(b, 1, 1, 1, generator=g, device=dev) < 0.5
     return torch.where(flip, -x, x).clamp_(-1, 1)
+
+
+def cutout(x: torch.Tensor, g: torch.Generator, size: int = 12) -> torch.Tensor:
+    """Each image (B, C, H, W) with one size x size square, at a random centre, set to grey (0): FixMatch's
+    strong-augmentation cutout; the square may run off the edge."""
+    b, _, h, w = x.shape
+    top, left = (torch.randint(0, n, (b,), generator=g, device=g.device).to(x.device) - size // 2 for n in (h, w))
+    dy = torch.arange(h, device=x.device)[None, :] - top[:, None]   # (B, H)
+    dx = torch.arange(w, device=x.device)[None, :] - left[:, None]  # (B, W)
+    rows, cols = (dy >= 0) & (dy < size), (dx >= 0) & (dx < size)
+    return x.masked_fill((rows[:, :, None] & cols[:, None, :])[:, None], 0.0)
 
 
 def shuffle_patches(x: torch.Tensor, g: torch.Generator, patch: int = 4) -> torch.Tensor:

@@ -35,6 +35,7 @@ from datasets import (
     ImageSet,
     augment_digits,
     check_domain,
+    cutout,
     digit_splits,
     load_digits,
     texture_mix,
@@ -43,8 +44,8 @@ from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder
 
 KIND = "p4_adda"
 PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
-         "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4,
-         "beta1": 0.5}
+         "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "cutout": 0, "self_source": 0.0,
+         "lr": 2e-4, "lr_adapt": 2e-4, "beta1": 0.5}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,6 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--source", required=True)
     t.add_argument("--target", required=True)
     t.add_argument("--run-dir", help="run folder (default runs/p4/<source>2<target>)")
+    t.add_argument("--source-test", action="store_true", help="also train on the source's labelled test/ split "
+                   "(never scored here; the mnist data's train/ holds no 9s, its test/ only 9s)")
     t.add_argument("--plain", action="store_true", help="the report's ADDA: " + ", ".join(f"{k}={v}" for k, v in
                                                                                          PLAIN.items()))
     t.add_argument("--pretrain-steps", type=int, default=2000, help="stage 1 steps")
@@ -76,6 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the critic's targets")
     t.add_argument("--gp", type=float, default=0.0, help="weight of a zero-centred gradient penalty on the critic")
     t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
+    t.add_argument("--cutout", type=int, default=0, help="stage 3: a grey square of this side in the student's "
+                   "view (0: none)")
+    t.add_argument("--self-source", type=float, default=0.0,
+                   help="stage 3: weight of the labelled source loss on the target encoder (0: none)")
     t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for selection")
     t.add_argument("--val-fraction", type=float, default=0.1, help="source training data held out (stage 1 log)")
@@ -168,7 +175,7 @@ def train(a: argparse.Namespace) -> None:
     config = {"kind": KIND, **common.run_config(a)}
 
     # data: labelled source (train / validation), unlabelled target train; target dev-test only reported
-    src_train, src_val, _ = digit_splits(a.data, a.source, a.val_fraction, a.seed)
+    src_train, src_val, _ = digit_splits(a.data, a.source, a.val_fraction, a.seed, a.source_test)
     tgt_train = load_digits(a.data, a.target, "train")
     tgt_test = load_digits(a.data, a.target, "test")  # reported for the chosen checkpoint, never used to choose
     pick = torch.randperm(len(tgt_train.images), generator=torch.Generator().manual_seed(a.seed))[:a.select_images]
@@ -278,14 +285,26 @@ def train(a: argparse.Namespace) -> None:
             p = p / pbar  # distribution alignment: rare predicted classes are boosted, so labels stay balanced
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
             mask = (conf >= a.threshold).float()
+        student = aug(xt)
+        if a.cutout > 0:
+            student = cutout(student, g, a.cutout)
         with common.autocast(d.device):  # the student's view: an augmented image
-            logits = cls(tgt_enc(aug(xt)))
+            logits = cls(tgt_enc(student))
             loss = (F.cross_entropy(logits.float(), pseudo, reduction="none") * mask).mean()
+        out = {"loss_self": loss.item(), "mask": mask.mean().item()}
+        if a.self_source > 0:  # keep the target encoder's features classifiable on labelled source images
+            xs, ys = src.sample(a.batch)
+            if a.texture_mix > 0:
+                xs = texture_mix(xs, xt, g, a.texture_mix)
+            with common.autocast(d.device):
+                loss_src = F.cross_entropy(cls(tgt_enc(aug(xs) if a.augment else xs)).float(), ys)
+            loss = loss + a.self_source * loss_src
+            out["loss_self_src"] = loss_src.item()
         opts["selftrain"].zero_grad(set_to_none=True)
         loss.backward()
         opts["selftrain"].step()
         ema_update(teacher, tgt_enc, a.ema)
-        return {"loss_self": loss.item(), "mask": mask.mean().item()}
+        return out
 
     def evaluate_now() -> dict[str, float]:
         for net in (src_enc, cls, tgt_enc):
@@ -347,7 +366,7 @@ def train(a: argparse.Namespace) -> None:
     metrics = {"source": a.source, "target": a.target, "plain": a.plain, "steps": steps, "selection": "im_score on "
                f"{len(select_images)} unlabelled {a.target} train images", **best}
     common.write_json(run / "metrics.json", metrics)
-    common.plot_curves(run, {"losses": ["loss_cls", "loss_critic", "loss_enc", "loss_self"],
+    common.plot_curves(run, {"losses": ["loss_cls", "loss_critic", "loss_enc", "loss_self", "loss_self_src"],
                              "accuracy": ["src_acc", "critic_acc", "val_acc", "target_test_acc", "mask"],
                              "selection": ["im"]})
     print(f"{a.source}->{a.target}: source-only {best['source_only_target_test_acc']:.4f}; chosen step {best['step']}"
@@ -389,8 +408,7 @@ def evaluate(a: argparse.Namespace) -> None:
     d = common.setup(a.device)
     _, enc, cls, _ = load_encoders(a.ckpt, d.device)
     data = load_digits(a.data, a.domain, a.split)
-    acc = common.accuracy(lambda x: cls(enc(x)), data.images, data.labels, d.device)
-    print(f"accuracy on {a.domain}/{a.split} ({len(data.names)} images): {acc:.4f}")
+    common.print_accuracy(lambda x: cls(enc(x)), data.images, data.labels, d.device, f"{a.domain}/{a.split}")
 
 
 def main(argv: list[str] | None = None) -> None:

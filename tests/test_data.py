@@ -1,17 +1,21 @@
 """The data pipeline: every image mode/size in, one uint8 format out; CSV rules; the cache; the sampler."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from common import UserError
+from common import DataWarning, UserError
 from datasets import (
     DeviceSampler,
     ImageSet,
     augment_digits,
+    cutout,
     decode,
+    digit_splits,
     load_digits,
     load_faces,
     load_folder,
@@ -197,3 +201,32 @@ def test_texture_mix_draws_the_digit_into_the_background():
     # |background - digit| (MNIST-M's recipe): the background's colour off the digit, its complement on it
     assert torch.allclose(mixed[:, :, 0, 0], colour.view(1, 3).expand(8, 3), atol=1e-6)
     assert torch.allclose(mixed[:, :, 10, 13], 1 - colour.view(1, 3).expand(8, 3), atol=1e-6)
+
+
+def test_cutout_greys_one_square_per_image():
+    x = torch.ones(500, 3, 28, 28)
+    grey = cutout(x, torch.Generator().manual_seed(0), size=12)[:, 0] == 0    # (B, H, W)
+    rows, cols = grey.any(2), grey.any(1)
+    assert torch.equal(grey, rows[:, :, None] & cols[:, None, :])            # a rectangle, the same in each channel
+    assert rows.sum(1).max() == cols.sum(1).max() == 12                       # 12 x 12 where it fits
+    assert rows.sum(1).min() < 12 and rows.sum(1).min() >= 6                  # cut by the edge, centre inside
+    for r in rows:                                                            # one unbroken run of rows
+        idx = r.nonzero().flatten()
+        assert idx.max() - idx.min() + 1 == len(idx)
+
+
+def test_digit_splits_warn_of_absent_classes_and_can_take_the_test_split(tmp_path):
+    """Like the mnist data: train/ holds no 9s, test/ only 9s."""
+    colours = lambda n, c: {f"{c}_{i}.png": Image.new("RGB", (28, 28), (c * 20, i, 0)) for i in range(n)}  # noqa: E731
+    train = {k: v for c in range(9) for k, v in colours(4, c).items()}
+    write_digits(tmp_path, "mnist", "train", train, "image_name,label\n" + "".join(f"{n},{n[0]}\n" for n in train))
+    test = colours(5, 9)
+    write_digits(tmp_path, "mnist", "test", test, "image_name,label\n" + "".join(f"{n},9\n" for n in test))
+    with pytest.warns(DataWarning, match=r"mnist train/ has no images of class 9: .*--source-test"):
+        tr, va, te = digit_splits(tmp_path, "mnist", 0.25, seed=0)
+    assert len(tr.names) + len(va.names) == 36 and 9 not in tr.labels and te.labels.tolist() == [9] * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every class present: no warning
+        tr, va, te = digit_splits(tmp_path, "mnist", 0.25, seed=0, with_test=True)
+    both = torch.cat([tr.labels, va.labels])
+    assert len(both) == 41 and (both == 9).sum() == 5 and set(tr.names) | set(va.names) == set(train) | set(test)

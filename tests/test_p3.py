@@ -108,6 +108,8 @@ def test_hw3_eval_hand_case(tmp_path):
 def test_bad_inputs(dann_run, demo_root, tmp_path):
     train = ["train", "--data", str(demo_root), "--steps", "2", "--run-dir", str(tmp_path / "r")]
     assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "mnist-m"), "unknown domain")
+    assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "usps", "--mode", "target",
+                                "--source-test"), "--source-test is for")  # would train on the scored split
     assert_clean_error(run_main(p3_dann.main, "train", "--data", str(tmp_path / "nowhere"), "--source", "mnist",
                                "--target", "usps", "--run-dir", str(tmp_path / "r")), "no mnist data")
     # an existing run is not clobbered without --overwrite
@@ -188,3 +190,13 @@ def test_tsne_and_eval_bad_inputs(dann_run, demo_root, tmp_path):
     assert_clean_error(run_main(hw3_eval.main, str(tmp_path / "dup.csv"), str(tmp_path / "gt.csv")), "twice")
     (tmp_path / "nan.csv").write_text("image_name,label\na.png,x\n")
     assert_clean_error(run_main(hw3_eval.main, str(tmp_path / "nan.csv"), str(tmp_path / "gt.csv")), "non-numeric")
+
+
+def test_print_accuracy_overall_and_per_class(capsys):
+    labels = torch.tensor([0, 0, 1, 1, 1, 9])
+    images = torch.zeros(6, 3, 28, 28, dtype=torch.uint8)
+    guesses = torch.tensor([0, 1, 1, 1, 0, 4])  # class 0: 1/2, class 1: 2/3, class 9: 0/1
+    model = lambda x: torch.nn.functional.one_hot(guesses[: len(x)], 10).float()  # noqa: E731
+    common.print_accuracy(model, images, labels, torch.device("cpu"), "mnistm/test")
+    assert capsys.readouterr().out.splitlines() == ["accuracy on mnistm/test (6 images): 0.5000",
+                                                    "per class: 0 0.500, 1 0.667, 9 0.000"]
