@@ -347,17 +347,6 @@ def augment_digits(x: torch.Tensor, g: torch.Generator, zoom: bool = False) -> t
     return torch.where(flip, -x, x).clamp_(-1, 1)
 
 
-def cutout(x: torch.Tensor, g: torch.Generator, size: int = 12) -> torch.Tensor:
-    """Each image (B, C, H, W) with one size x size square, at a random centre, set to grey (0): FixMatch's
-    strong-augmentation cutout; the square may run off the edge."""
-    b, _, h, w = x.shape
-    top, left = (torch.randint(0, n, (b,), generator=g, device=g.device).to(x.device) - size // 2 for n in (h, w))
-    dy = torch.arange(h, device=x.device)[None, :] - top[:, None]   # (B, H)
-    dx = torch.arange(w, device=x.device)[None, :] - left[:, None]  # (B, W)
-    rows, cols = (dy >= 0) & (dy < size), (dx >= 0) & (dx < size)
-    return x.masked_fill((rows[:, :, None] & cols[:, None, :])[:, None], 0.0)
-
-
 def shuffle_patches(x: torch.Tensor, g: torch.Generator, patch: int = 4) -> torch.Tensor:
     """Each image (B, C, H, W) cut into a grid of patch x patch tiles, put back in a random order of its own:
     the colours and textures stay, the digit's shape does not."""

@@ -35,7 +35,6 @@ from datasets import (
     ImageSet,
     augment_digits,
     check_domain,
-    cutout,
     digit_splits,
     load_digits,
     texture_mix,
@@ -44,8 +43,8 @@ from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder
 
 KIND = "p4_adda"
 PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
-         "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "cutout": 0, "self_source": 0.0,
-         "lr": 2e-4, "lr_adapt": 2e-4, "beta1": 0.5}
+         "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4,
+         "beta1": 0.5}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,10 +78,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the critic's targets")
     t.add_argument("--gp", type=float, default=0.0, help="weight of a zero-centred gradient penalty on the critic")
     t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
-    t.add_argument("--cutout", type=int, default=0, help="stage 3: a grey square of this side in the student's "
-                   "view (0: none)")
-    t.add_argument("--self-source", type=float, default=0.0,
-                   help="stage 3: weight of the labelled source loss on the target encoder (0: none)")
     t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for selection")
     t.add_argument("--val-fraction", type=float, default=0.1, help="source training data held out (stage 1 log)")
@@ -285,26 +280,14 @@ def train(a: argparse.Namespace) -> None:
             p = p / pbar  # distribution alignment: rare predicted classes are boosted, so labels stay balanced
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
             mask = (conf >= a.threshold).float()
-        student = aug(xt)
-        if a.cutout > 0:
-            student = cutout(student, g, a.cutout)
         with common.autocast(d.device):  # the student's view: an augmented image
-            logits = cls(tgt_enc(student))
+            logits = cls(tgt_enc(aug(xt)))
             loss = (F.cross_entropy(logits.float(), pseudo, reduction="none") * mask).mean()
-        out = {"loss_self": loss.item(), "mask": mask.mean().item()}
-        if a.self_source > 0:  # keep the target encoder's features classifiable on labelled source images
-            xs, ys = src.sample(a.batch)
-            if a.texture_mix > 0:
-                xs = texture_mix(xs, xt, g, a.texture_mix)
-            with common.autocast(d.device):
-                loss_src = F.cross_entropy(cls(tgt_enc(aug(xs) if a.augment else xs)).float(), ys)
-            loss = loss + a.self_source * loss_src
-            out["loss_self_src"] = loss_src.item()
         opts["selftrain"].zero_grad(set_to_none=True)
         loss.backward()
         opts["selftrain"].step()
         ema_update(teacher, tgt_enc, a.ema)
-        return out
+        return {"loss_self": loss.item(), "mask": mask.mean().item()}
 
     def evaluate_now() -> dict[str, float]:
         for net in (src_enc, cls, tgt_enc):
@@ -366,7 +349,7 @@ def train(a: argparse.Namespace) -> None:
     metrics = {"source": a.source, "target": a.target, "plain": a.plain, "steps": steps, "selection": "im_score on "
                f"{len(select_images)} unlabelled {a.target} train images", **best}
     common.write_json(run / "metrics.json", metrics)
-    common.plot_curves(run, {"losses": ["loss_cls", "loss_critic", "loss_enc", "loss_self", "loss_self_src"],
+    common.plot_curves(run, {"losses": ["loss_cls", "loss_critic", "loss_enc", "loss_self"],
                              "accuracy": ["src_acc", "critic_acc", "val_acc", "target_test_acc", "mask"],
                              "selection": ["im"]})
     print(f"{a.source}->{a.target}: source-only {best['source_only_target_test_acc']:.4f}; chosen step {best['step']}"

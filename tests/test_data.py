@@ -13,7 +13,6 @@ from datasets import (
     DeviceSampler,
     ImageSet,
     augment_digits,
-    cutout,
     decode,
     digit_splits,
     load_digits,
@@ -201,18 +200,6 @@ def test_texture_mix_draws_the_digit_into_the_background():
     # |background - digit| (MNIST-M's recipe): the background's colour off the digit, its complement on it
     assert torch.allclose(mixed[:, :, 0, 0], colour.view(1, 3).expand(8, 3), atol=1e-6)
     assert torch.allclose(mixed[:, :, 10, 13], 1 - colour.view(1, 3).expand(8, 3), atol=1e-6)
-
-
-def test_cutout_greys_one_square_per_image():
-    x = torch.ones(500, 3, 28, 28)
-    grey = cutout(x, torch.Generator().manual_seed(0), size=12)[:, 0] == 0    # (B, H, W)
-    rows, cols = grey.any(2), grey.any(1)
-    assert torch.equal(grey, rows[:, :, None] & cols[:, None, :])            # a rectangle, the same in each channel
-    assert rows.sum(1).max() == cols.sum(1).max() == 12                       # 12 x 12 where it fits
-    assert rows.sum(1).min() < 12 and rows.sum(1).min() >= 6                  # cut by the edge, centre inside
-    for r in rows:                                                            # one unbroken run of rows
-        idx = r.nonzero().flatten()
-        assert idx.max() - idx.min() + 1 == len(idx)
 
 
 def test_digit_splits_warn_of_absent_classes_and_can_take_the_test_split(tmp_path):

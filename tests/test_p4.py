@@ -67,7 +67,7 @@ def test_adaptation_beats_source_only(adapted):
 
 def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root, tmp_path):
     args = ["p4_adda.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", *SHORT,
-            "--texture-mix", "0.5", "--cutout", "8", "--self-source", "0.5"]
+            "--texture-mix", "0.5"]
     run_cli(*args, "--run-dir", str(tmp_path / "full"), check=True)
     part = tmp_path / "part"
     run_cli(*args, "--run-dir", str(part), "--stop-at", "20", check=True)  # the end of stage 1
