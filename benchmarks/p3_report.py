@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-PAIRS = {"u2m": "USPS -> MNIST-M", "m2u": "MNIST-M -> USPS"}
+PAIRS = {"u2m": "USPS -> MNIST-M", "m2u": "MNIST-M -> USPS", "mn2m_st": "MNIST -> MNIST-M (--source-test)"}
 ROWS = [("Trained on source (report settings)", "base_source"), ("DANN (report settings)", "base_dann"),
         ("Trained on source (improved inputs)", "imp_source"),
         ("DANN + input norm", "abl_norm_dann"), ("DANN + input norm + augment", "abl_normaug_dann"),

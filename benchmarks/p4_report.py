@@ -16,6 +16,8 @@ def stage_accuracies(run: Path) -> dict[str, float]:
     cfg = json.loads((run / "config.json").read_text())
     p, a = cfg["pretrain_steps"], cfg["adapt_steps"]
     evals = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "im" in r]
+    if not evals:  # started, not yet evaluated
+        return {}
     stage = lambda s: "source-only" if s == p else "+ alignment" if s <= p + a else "+ self-training"  # noqa: E731
     best: dict[str, dict] = {}
     for r in evals:  # stage of the steps that led to the evaluation, as train() records it
