@@ -337,11 +337,10 @@ def half_state(state: dict) -> dict:
     return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def export_checkpoint(src: str | Path, out: str | Path, kind: str, keep: tuple[str, ...] | None = None) -> Path:
-    """Ship a run's checkpoint: fp16 weights of the `keep` models (default all), config, step and best metrics;
-    no optimizer or RNG state. The run's metrics.json, if any, is copied beside it as <out>.json.
-    Callers first load `src` with their own loader, so weights that do not fit the networks are never shipped."""
-    ck = load_checkpoint(src, kind)
+def export_checkpoint(ck: dict, src: str | Path, out: str | Path, keep: tuple[str, ...] | None = None) -> Path:
+    """Ship a run's checkpoint `ck`, read from `src` by the script's own loader (so weights that do not fit the
+    networks are never shipped): fp16 weights of the `keep` models (default all), config, step and best metrics;
+    no optimizer or RNG state. The run's metrics.json, if any, is copied beside it as <out>.json."""
     out = check_output_file(out, (".pt",))
     slim = {k: v for k, v in ck.items() if k not in ("optimizers", "rng")}
     slim["models"] = {name: half_state(sd) for name, sd in ck["models"].items() if keep is None or name in keep}

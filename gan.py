@@ -271,7 +271,7 @@ def sample(a: argparse.Namespace, spec: GanSpec) -> None:
 def export(a: argparse.Namespace, spec: GanSpec) -> None:
     """Generator weights in fp16 + config + step: what checkpoints/ ships."""
     _, ck = load_generator(a.ckpt, spec, torch.device("cpu"))  # the weights fit the generator
-    out = common.export_checkpoint(a.ckpt, a.out, spec.kind, keep=("G",))
+    out = common.export_checkpoint(ck, a.ckpt, a.out, keep=("G",))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
 
 

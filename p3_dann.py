@@ -235,8 +235,8 @@ def evaluate(a: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     if a.cmd == "export":
-        load_classifier(a.ckpt, torch.device("cpu"))  # the weights fit the network
-        print(f"wrote {common.export_checkpoint(a.ckpt, a.out, KIND)}")
+        _, ck = load_classifier(a.ckpt, torch.device("cpu"))  # the weights fit the network
+        print(f"wrote {common.export_checkpoint(ck, a.ckpt, a.out)}")
         return
     {"train": train, "predict": predict, "eval": evaluate}[a.cmd](a)
 

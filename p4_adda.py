@@ -375,8 +375,8 @@ def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | No
 
 
 def export(a: argparse.Namespace) -> None:
-    load_encoders(a.ckpt, "cpu")  # the weights fit the networks
-    print(f"wrote {common.export_checkpoint(a.ckpt, a.out, KIND, keep=('target_encoder', 'classifier'))}")
+    *_, ck = load_encoders(a.ckpt, "cpu")  # the weights fit the networks
+    print(f"wrote {common.export_checkpoint(ck, a.ckpt, a.out, keep=('target_encoder', 'classifier'))}")
 
 
 def predict(a: argparse.Namespace) -> None:
