@@ -19,34 +19,21 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
-from common import DataWarning, UserError, cli_main, save_checkpoint
+from checkpoints import save_checkpoint
+from cli import DataWarning, UserError, cli_main
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 FACE_SIZE = 64
 
 
-@dataclass(frozen=True)
-class Domain:
-    """A digit domain of the course layout: its name, native channels and native image size."""
-
-    name: str
-    channels: int
-    native_size: int
-
-
-DOMAINS = {d.name: d for d in [
-    Domain("mnistm", 3, 28),
-    Domain("svhn", 3, 32),
-    Domain("usps", 1, 28),
-    Domain("mnist", 1, 28),
-]}
+DOMAINS = ("mnistm", "svhn", "usps", "mnist")  # the digit domains of the course layout
 DIGIT_SIZE = 28  # every domain is resized to the DANN/ADDA input size
 
 
-def check_domain(name: str) -> Domain:
+def check_domain(name: str) -> str:
     if name not in DOMAINS:
         raise UserError(f"unknown domain '{name}'; known: {', '.join(DOMAINS)}")
-    return DOMAINS[name]
+    return name
 
 
 @dataclass
@@ -297,14 +284,14 @@ class DeviceSampler:
     def __init__(self, data: ImageSet, device: torch.device, generator: torch.Generator):
         self.images = data.images.to(device)
         self.labels = data.labels.to(device) if data.labels is not None else None
-        self.g = generator
+        self.rng = generator
 
     def __len__(self) -> int:
         return len(self.images)
 
     def sample(self, batch: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
         """All ranks draw the same global batch; each keeps its own disjoint slice. Images in [-1, 1]."""
-        idx = torch.randint(len(self.images), (batch,), generator=self.g, device=self.g.device)
+        idx = torch.randint(len(self.images), (batch,), generator=self.rng, device=self.rng.device)
         idx = idx.chunk(world)[rank].to(self.images.device)
         return to_unit(self.images[idx]), (self.labels[idx] if self.labels is not None else None)
 
@@ -316,58 +303,58 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(127.5).sub_(1.0)
 
 
-def random_zoom(x: torch.Tensor, g: torch.Generator, lo: float = 0.7, hi: float = 1.15) -> torch.Tensor:
+def random_zoom(x: torch.Tensor, rng: torch.Generator, lo: float = 0.7, hi: float = 1.15) -> torch.Tensor:
     """Random rescale of each image about its centre (USPS digits fill the frame, MNIST ones do not)."""
-    s = lo + (hi - lo) * torch.rand(len(x), generator=g, device=g.device).to(x.device)
+    s = lo + (hi - lo) * torch.rand(len(x), generator=rng, device=rng.device).to(x.device)
     theta = torch.zeros(len(x), 2, 3, device=x.device)
     theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     return torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
-def augment_digits(x: torch.Tensor, g: torch.Generator, zoom: bool = False) -> torch.Tensor:
+def augment_digits(x: torch.Tensor, rng: torch.Generator, zoom: bool = False) -> torch.Tensor:
     """Device-side augmentation of a float batch in [-1, 1]: random shift (+-2 px), per-image colour
     mixing of the channels with random gains and offsets, random inversion, and (zoom) random rescaling."""
     if zoom:
-        x = random_zoom(x, g)
+        x = random_zoom(x, rng)
     b, c, h, w = x.shape
     dev = x.device
     pad = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
-    dx, dy = (torch.randint(0, 5, (2, b), generator=g, device=dev))
+    dx, dy = (torch.randint(0, 5, (2, b), generator=rng, device=dev))
     rows = (torch.arange(h, device=dev)[None, :] + dy[:, None])  # (B, H)
     cols = (torch.arange(w, device=dev)[None, :] + dx[:, None])  # (B, W)
     x = pad[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
             rows[:, None, :, None], cols[:, None, None, :]]
-    mix = torch.rand(b, c, c, generator=g, device=dev) * 0.5 + torch.eye(c, device=dev) * 0.5
+    mix = torch.rand(b, c, c, generator=rng, device=dev) * 0.5 + torch.eye(c, device=dev) * 0.5
     x = torch.einsum("bij,bjhw->bihw", mix / mix.sum(2, keepdim=True), x)
-    gain = 0.5 + torch.rand(b, c, 1, 1, generator=g, device=dev)
-    offset = (torch.rand(b, c, 1, 1, generator=g, device=dev) - 0.5)
+    gain = 0.5 + torch.rand(b, c, 1, 1, generator=rng, device=dev)
+    offset = (torch.rand(b, c, 1, 1, generator=rng, device=dev) - 0.5)
     x = x * gain + offset
-    flip = torch.rand(b, 1, 1, 1, generator=g, device=dev) < 0.5
+    flip = torch.rand(b, 1, 1, 1, generator=rng, device=dev) < 0.5
     return torch.where(flip, -x, x).clamp_(-1, 1)
 
 
-def shuffle_patches(x: torch.Tensor, g: torch.Generator, patch: int = 4) -> torch.Tensor:
+def shuffle_patches(x: torch.Tensor, rng: torch.Generator, patch: int = 4) -> torch.Tensor:
     """Each image (B, C, H, W) cut into a grid of patch x patch tiles, put back in a random order of its own:
     the colours and textures stay, the digit's shape does not."""
     b, c, h, w = x.shape
     gh, gw = h // patch, w // patch
     tiles = x[:, :, :gh * patch, :gw * patch].reshape(b, c, gh, patch, gw, patch).permute(0, 2, 4, 1, 3, 5)
     tiles = tiles.reshape(b, gh * gw, c, patch, patch)  # (B, tiles, C, p, p)
-    order = torch.rand(b, gh * gw, generator=g, device=g.device).argsort(1).to(x.device)
+    order = torch.rand(b, gh * gw, generator=rng, device=rng.device).argsort(1).to(x.device)
     tiles = tiles[torch.arange(b, device=x.device)[:, None], order]
     out = tiles.reshape(b, gh, gw, c, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * patch, gw * patch)
     return torch.nn.functional.pad(out, (0, w - gw * patch, 0, h - gh * patch), mode="replicate")
 
 
-def texture_mix(xs: torch.Tensor, xt: torch.Tensor, g: torch.Generator, p: float = 0.5) -> torch.Tensor:
+def texture_mix(xs: torch.Tensor, xt: torch.Tensor, rng: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Source digits (light strokes on dark, in [-1, 1]) drawn into unlabelled target images whose tiles are
     shuffled, as |background - digit| per channel (how MNIST-M was made from BSDS photos); each image with
     probability p. Only the target's textures and colours are used, never its labels."""
     digit = (xs.mean(1, keepdim=True) + 1) / 2            # (B, 1, H, W) in [0, 1]
-    background = (shuffle_patches(xt, g) + 1) / 2         # (B, C, H, W) in [0, 1]
+    background = (shuffle_patches(xt, rng) + 1) / 2         # (B, C, H, W) in [0, 1]
     mixed = (background - digit).abs() * 2 - 1
-    pick = torch.rand(len(xs), 1, 1, 1, generator=g, device=g.device).to(xs.device) < p
+    pick = torch.rand(len(xs), 1, 1, 1, generator=rng, device=rng.device).to(xs.device) < p
     return torch.where(pick, mixed, xs)
 
 
@@ -450,7 +437,7 @@ def demo_face(smiling: int, male: int, rng: random.Random) -> Image.Image:
 
 
 def write_demo(out: str | Path, n_digits: tuple[int, int] = (1000, 300), n_faces: tuple[int, int] = (512, 128),
-               domains: tuple[str, ...] = tuple(DOMAINS), seed: int = 0) -> Path:
+               domains: tuple[str, ...] = DOMAINS, seed: int = 0) -> Path:
     """Write a synthetic data set in the course layout under `out` (digits/<domain>/..., face/...)."""
     out = Path(out)
     for name in domains:
@@ -487,8 +474,8 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--digits", type=int, nargs=2, default=[1000, 300], metavar=("TRAIN", "TEST"))
     q.add_argument("--faces", type=int, nargs=2, default=[512, 128], metavar=("TRAIN", "TEST"))
     q.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    out = write_demo(a.out, tuple(a.digits), tuple(a.faces), seed=a.seed)
+    args = p.parse_args(argv)
+    out = write_demo(args.out, tuple(args.digits), tuple(args.faces), seed=args.seed)
     print(f"demo data written to {out}")
 
 

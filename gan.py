@@ -8,9 +8,9 @@ then (x - 128) / 128), 2048-d pool features, and the Frechet distance of their G
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import importlib.util
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +23,13 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-import common
-from common import UserError
+import checkpoints
+import cli
+import distributed
+import evaluation
+import loop
+from augment import DiffAugment, parse_policy
+from cli import UserError
 from datasets import DeviceSampler, cache_dir, decode_many, list_images, load_faces
 from models import Z_DIM, init_dcgan
 
@@ -39,6 +44,7 @@ class Nets:
     opt_d: torch.optim.Optimizer
     rank: int = 0   # under torchrun: this process's slice of every global batch
     world: int = 1
+    augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # what D sees, real and fake (DiffAugment)
 
     def draw(self, make: Callable[[int], torch.Tensor], local: int) -> torch.Tensor:
         """This rank's slice of a global batch made by `make(global_size)` (noise, sampled labels): every rank
@@ -77,12 +83,16 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--batch", type=int, default=batch, help=f"report: {batch}")
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
+    t.add_argument("--diffaug", default="color,translation,cutout",
+                   help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
+    t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
+    t.add_argument("--report", action="store_true", help="the report's configuration: no DiffAugment, no EMA")
     t.add_argument("--log-every", type=int, default=20)
     t.add_argument("--sample-every", type=int, default=250, help="write a grid from the fixed noise every N steps")
     t.add_argument("--ckpt-every", type=int, default=250)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    common.add_precision_arg(t)
+    distributed.add_precision_arg(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     s = sub.add_parser("sample", help="the graded figure (--out FILE) or N single PNGs (--n N --out DIR)")
@@ -97,6 +107,8 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     e.add_argument("--real", help="folder of real images (default <data>/face/test)")
     e.add_argument("--n", type=int, default=1000, help="generated images")
     e.add_argument("--seed", type=int, default=1)
+    e.add_argument("--no-floor", dest="floor", action="store_false",
+                   help="skip the real-vs-real floor (--n training faces against the same real folder)")
     e.add_argument("--json", help="also write the numbers to this JSON file")
     e.add_argument("--device", default="auto")
     x = sub.add_parser("export", help="a run's generator as a small fp16 checkpoint to ship")
@@ -108,90 +120,121 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
 # ----------------------------------------------------------------------------- training
 
 
+class EMA:
+    """An exponential moving average of a generator's weights, used for sampling, export and figures. The decay
+    ramps up as min(decay, (1 + step) / (10 + step)) so early averages are not dominated by the random init."""
+
+    def __init__(self, net: nn.Module, decay: float):
+        self.net = copy.deepcopy(net).eval().requires_grad_(False)
+        self.decay = decay
+
+    @torch.no_grad()
+    def update(self, net: nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for avg, p in zip(self.net.parameters(), net.parameters()):
+            avg.lerp_(p.detach(), 1 - decay)
+        for avg, b in zip(self.net.buffers(), net.buffers()):  # BatchNorm statistics: the current ones
+            avg.copy_(b)
+
+
+
 def gan_losses_real_fake(logit: torch.Tensor, real: bool) -> torch.Tensor:
     """BCE-with-logits against all-ones (real) or all-zeros (fake) targets."""
     target = torch.ones_like(logit) if real else torch.zeros_like(logit)
     return F.binary_cross_entropy_with_logits(logit.float(), target)
 
 
-def train(a: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
-    """The shared loop: data on the device, Adam for both nets, checkpoints, snapshots, metrics, curves."""
-    d = common.setup(a.device, a.seed, a.precision)
-    if a.batch % d.world:
-        raise UserError(f"--batch {a.batch} does not split over {d.world} processes")
-    config = {"kind": spec.kind, **{k: v for k, v in vars(a).items() if k not in ("cmd", "resume", "overwrite")}}
-    data = load_faces(a.data, "train", attr)
-    g = torch.Generator(d.device).manual_seed(a.seed)  # batch indices, z and sampled labels
-    sampler = DeviceSampler(data, d.device, g)
-    steps = a.steps or max(1, round(a.epochs * len(sampler) / a.batch))
+class GANMethod:
+    """One D update then one G update per step (the script's `spec.step`), the generator's weight average after
+    it, and a grid from the fixed noise every `sample_every` steps."""
+
+    def __init__(self, args: argparse.Namespace, spec: GanSpec, nets: Nets, G: nn.Module, D: nn.Module,
+                 sampler: DeviceSampler, rng: torch.Generator, dist: distributed.Dist, run: Path, steps: int):
+        self.args, self.spec, self.nets, self.G, self.D = args, spec, nets, G, D
+        self.sampler, self.rng, self.dist, self.run, self.steps = sampler, rng, dist, run, steps
+        self.ema = EMA(G, args.ema) if args.ema > 0 else None
+        self.fixed_noise_seed = args.seed + 12345  # snapshots of one run compare: always the same noise
+
+    def update(self, step: int) -> dict[str, float]:
+        real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world)  # (B, 3, 64, 64)
+        out = self.spec.step(self.nets, real, labels, self.rng)
+        return out | {"epoch": (step + 1) * self.args.batch / len(self.sampler)}
+
+    def after_step(self, step: int) -> None:
+        if self.ema is not None:
+            self.ema.update(self.G, step)
+        if self.dist.is_main and (step % self.args.sample_every == 0 or step == self.steps):
+            net = self.ema.net if self.ema is not None else self.G
+            net.eval()  # the fixed noise has its own CPU generator: the training RNG is untouched
+            with torch.inference_mode():
+                images, cols = self.spec.figure(net, torch.Generator().manual_seed(self.fixed_noise_seed),
+                                                self.dist.device)
+            self.G.train()
+            save_grid(images, cols, self.run / "samples" / f"step_{step:06d}.png")
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        return {}  # FID is its own command (eval): too slow for the loop on a CPU
+
+    def score(self, metrics: dict[str, float]) -> None:
+        return None
+
+    def state_dict(self, full: bool) -> dict:
+        models = {"G": self.G.state_dict(), "D": self.D.state_dict()}
+        if self.ema is not None:
+            models["G_ema"] = self.ema.net.state_dict()
+        return {"models": models, "optimizers": {"G": self.nets.opt_g.state_dict(), "D": self.nets.opt_d.state_dict()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        checkpoints.load_state(self.G, state["models"]["G"], "generator")
+        checkpoints.load_state(self.D, state["models"]["D"], "discriminator")
+        if self.ema is not None:
+            checkpoints.load_state(self.ema.net, state["models"]["G_ema"], "generator average")
+        self.nets.opt_g.load_state_dict(state["optimizers"]["G"])
+        self.nets.opt_d.load_state_dict(state["optimizers"]["D"])
+
+
+def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
+    """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
+    steps_asked = args.steps
+    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind) if args.resume else None
+    args.steps = steps_asked or args.steps  # the recorded config wins, except an explicit --steps (extends a run)
+    if args.report:
+        args.diffaug, args.ema = "none", 0.0
+    try:
+        policy = parse_policy(args.diffaug)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not 0 <= args.ema < 1:
+        raise UserError(f"--ema must be in [0, 1), got {args.ema}")
+    dist = distributed.setup(args.device, args.seed, args.precision)
+    if args.batch % dist.world:
+        raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
+    config = {"kind": spec.kind, **checkpoints.run_config(args)}
+    data = load_faces(args.data, "train", attr)
+    rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
+    sampler = DeviceSampler(data, dist.device, rng)
+    steps = args.steps or max(1, round(args.epochs * len(sampler) / args.batch))
     config |= {"total_steps": steps, "train_images": len(sampler)}
-    run = common.open_run(a.run_dir, config, a.resume, a.overwrite, d)
+    run = checkpoints.open_run(args.run_dir, config, args.resume, args.overwrite, dist)
 
     G, D = spec.build_g(), spec.build_d()
     G.apply(init_dcgan), D.apply(init_dcgan)
-    opt_g = common.adam(G.parameters(), a.lr, betas=tuple(a.betas))
-    opt_d = common.adam(D.parameters(), a.lr, betas=tuple(a.betas))
-    nets = Nets(common.prepare_model(G, d), common.prepare_model(D, d), opt_g, opt_d, d.rank, d.world)
-    step = 0
-    if a.resume:
-        ck = common.load_checkpoint(run / "last.pt", spec.kind)
-        common.load_state(G, ck["models"]["G"], "generator")
-        common.load_state(D, ck["models"]["D"], "discriminator")
-        opt_g.load_state_dict(ck["optimizers"]["G"])
-        opt_d.load_state_dict(ck["optimizers"]["D"])
-        step = ck["step"]
-        g.set_state(ck["rng"]["batches"])
-        common.set_rng_state(ck["rng"]["global"])
-    log = common.MetricLog(run, d, step)
-
-    def checkpoint() -> None:
-        if d.is_main:
-            common.save_checkpoint(run / "last.pt", {
-                "config": config, "step": step, "models": {"G": G.state_dict(), "D": D.state_dict()},
-                "optimizers": {"G": opt_g.state_dict(), "D": opt_d.state_dict()},
-                "rng": {"batches": g.get_state(), "global": common.rng_state()}})
-
-    def snapshot() -> None:
-        """A grid from the fixed noise (its own seeded CPU generator), in eval mode: training state untouched."""
-        if d.is_main:
-            G.eval()
-            with torch.inference_mode():
-                images, cols = spec.figure(G, torch.Generator().manual_seed(a.seed + 12345), d.device)
-            G.train()
-            save_grid(images, cols, run / "samples" / f"step_{step:06d}.png")
-
+    opt_g = distributed.adam(G.parameters(), args.lr, betas=tuple(args.betas))
+    opt_d = distributed.adam(D.parameters(), args.lr, betas=tuple(args.betas))
+    nets = Nets(distributed.prepare_model(G, dist), distributed.prepare_model(D, dist), opt_g, opt_d, dist.rank,
+                dist.world, DiffAugment(policy, rng, dist.rank, dist.world))
+    method = GANMethod(args, spec, nets, G, D, sampler, rng, dist, run, steps)
     nets.G.train(), nets.D.train()
-    window: list[dict[str, float]] = []
-    t0 = time.time()
-    with common.GracefulStop() as stop, tqdm(total=steps, initial=step, desc=spec.kind, disable=not d.is_main,
-                                             dynamic_ncols=True) as bar:
-        while step < steps:
-            real, labels = sampler.sample(a.batch, d.rank, d.world)  # (B, 3, 64, 64) in [-1, 1], (B,)
-            out = spec.step(nets, real, labels, g)
-            step += 1
-            common.check_finite(out, step)
-            window.append(out)
-            bar.update()
-            if step % a.log_every == 0 or step == steps:
-                mean = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                mean |= {"img_per_s": len(window) * a.batch / (time.time() - t0),
-                         "epoch": step * a.batch / len(sampler)}
-                log.write(step, mean)
-                bar.set_postfix(d=f"{mean['loss_d']:.3f}", g=f"{mean['loss_g']:.3f}", ips=f"{mean['img_per_s']:.0f}")
-                window, t0 = [], time.time()
-            if step % a.sample_every == 0 or step == steps:
-                snapshot()
-            if step % a.ckpt_every == 0 or step == steps or stop.requested:
-                checkpoint()
-            if stop.requested:  # Ctrl-C: checkpoint written above, curves too, exit code 130
-                if d.is_main:
-                    plot_gan_curves(run)
-                raise KeyboardInterrupt
-
-    if d.is_main:
-        plot_gan_curves(run)
-        print(f"{spec.kind}: {steps} steps, {steps * a.batch} images seen  [{run}]")
-    common.cleanup(d)
+    plan = loop.Schedule(steps, args.log_every, eval_every=0, ckpt_every=args.ckpt_every, images_per_step=args.batch,
+                         desc=spec.kind)
+    try:
+        loop.run(method, run, config, rng, plan, dist.is_main, resume)
+    finally:  # also after Ctrl-C: the curves of what was trained
+        if dist.is_main and (run / "metrics.jsonl").is_file():
+            plot_gan_curves(run)
+    if dist.is_main:
+        print(f"{spec.kind}: {steps} steps, {steps * args.batch} images seen  [{run}]")
+    distributed.cleanup(dist)
 
 
 def plot_gan_curves(run: Path) -> Path:
@@ -199,23 +242,19 @@ def plot_gan_curves(run: Path) -> Path:
     groups = {"losses": ["loss_d", "loss_g", "loss_d_aux", "loss_g_aux"],
               "discriminator outputs": ["d_real", "d_fake"],
               "auxiliary accuracy": ["aux_acc_real", "aux_acc_fake"]}
-    logged = set().union(*map(set, common.read_metrics(run / "metrics.jsonl")))
-    return common.plot_curves(run, {t: ks for t, ks in groups.items() if logged & set(ks)})
+    logged = set().union(*map(set, checkpoints.read_metrics(run / "metrics.jsonl")))
+    return checkpoints.plot_curves(run, {t: ks for t, ks in groups.items() if logged & set(ks)})
 
 
 # ----------------------------------------------------------------------------- generators, sampling, grids
 
 
-def float_state(state: dict) -> dict:
-    """A state_dict with floating tensors in fp32 (shipped weights are fp16)."""
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-
-
 def load_generator(path: str | Path, spec: GanSpec, device: torch.device) -> tuple[nn.Module, dict]:
     """The generator of a run checkpoint or a shipped fp16 one, in float32 eval mode on `device`."""
-    ck = common.load_checkpoint(path, spec.kind)
+    ck = checkpoints.load_checkpoint(path, spec.kind)
     G = spec.build_g()
-    common.load_state(G, float_state(ck["models"]["G"]), "generator")
+    state = ck["models"].get("G_ema", ck["models"]["G"])  # the weight average, where the run kept one
+    checkpoints.load_state(G, checkpoints.float_state(state), "generator")
     return G.to(device).eval(), ck
 
 
@@ -239,39 +278,40 @@ def save_grid(images: torch.Tensor, cols: int, path: str | Path, padding: int = 
 def generate_n(G: nn.Module, spec: GanSpec, n: int, seed: int, device: torch.device, batch: int = 500
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """n generated images as uint8 (n, 3, 64, 64) on the CPU; a conditional GAN alternates attribute 0, 1."""
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, Z_DIM, generator=g)
+    rng = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, Z_DIM, generator=rng)
     y = torch.arange(n) % 2 if spec.conditional else None
     out = [to_uint8(spec.generate(G, z[i:i + batch].to(device), None if y is None else y[i:i + batch].to(device)))
            for i in range(0, n, batch)]
     return torch.cat(out), y
 
 
-def sample(a: argparse.Namespace, spec: GanSpec) -> None:
+def sample(args: argparse.Namespace, spec: GanSpec) -> None:
     """The graded figure from a fixed seed, or N single PNGs for metrics."""
-    device = common.setup(a.device, a.seed).device
-    G, _ = load_generator(a.ckpt, spec, device)
-    if a.n is None:
-        out = common.check_output_file(a.out, (".jpg", ".jpeg", ".png"))
+    device = distributed.setup(args.device, args.seed).device
+    G, _ = load_generator(args.ckpt, spec, device)
+    if args.n is None:
+        out = cli.check_output_file(args.out, (".jpg", ".jpeg", ".png"))
         with torch.inference_mode():
-            images, cols = spec.figure(G, torch.Generator().manual_seed(a.seed), device)
+            images, cols = spec.figure(G, torch.Generator().manual_seed(args.seed), device)
         save_grid(images, cols, out)
         print(f"wrote {out}")
         return
-    if a.n < 1:
+    if args.n < 1:
         raise UserError("--n must be at least 1")
-    folder = common.make_folder(a.out)
-    images, y = generate_n(G, spec, a.n, a.seed, device)
+    folder = cli.make_folder(args.out)
+    images, y = generate_n(G, spec, args.n, args.seed, device)
     for i, im in enumerate(images):
         name = f"{i:05d}.png" if y is None else f"{i:05d}_attr{int(y[i])}.png"
         Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / name)
-    print(f"wrote {a.n} images to {folder}")
+    print(f"wrote {args.n} images to {folder}")
 
 
-def export(a: argparse.Namespace, spec: GanSpec) -> None:
-    """Generator weights in fp16 + config + step: what checkpoints/ ships."""
-    _, ck = load_generator(a.ckpt, spec, torch.device("cpu"))  # the weights fit the generator
-    out = common.export_checkpoint(ck, a.ckpt, a.out, keep=("G",))
+def export(args: argparse.Namespace, spec: GanSpec) -> None:
+    """Generator weights (the EMA, if kept) in fp16 + config + step: what checkpoints/ ships."""
+    _, ck = load_generator(args.ckpt, spec, torch.device("cpu"))  # the weights fit the generator
+    ck = {**ck, "models": {"G": ck["models"].get("G_ema", ck["models"]["G"])}}  # ship the average as G
+    out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
 
 
@@ -338,27 +378,38 @@ def real_features(paths: list[Path], net: Inception) -> np.ndarray:
     return feats
 
 
-def fid_metrics(fake: torch.Tensor, real: list[Path], device: torch.device) -> dict:
-    """FID of uint8 generated images (N, 3, 64, 64) against the real images `real` (from `check_eval_args`)."""
+def fid_metrics(fake: torch.Tensor, real: list[Path], device: torch.device, floor: list[Path] = ()) -> dict:
+    """FID of uint8 generated images (N, 3, 64, 64) against the real images `real`, and the floor: the FID of as
+    many real training faces against the same real images (what a perfect generator would score at these sizes)."""
     net = Inception(device)
-    fid = frechet_distance(net.features(fake, desc="inception generated"), real_features(real, net))
-    return {"fid": round(fid, 3), "fid_generated": len(fake), "fid_real": len(real),
-            "fid_real_folder": str(real[0].parent)}
+    real_f = real_features(real, net)
+    out = {"fid": round(frechet_distance(net.features(fake, desc="inception generated"), real_f), 3),
+           "fid_generated": len(fake), "fid_real": len(real),
+           "fid_real_folder": f"{real[0].parent.parent.name}/{real[0].parent.name}"}  # no machine's path
+    if floor:
+        floor_fid = frechet_distance(real_features(floor, net), real_f)
+        out |= {"fid_floor": round(floor_fid, 3), "fid_floor_images": len(floor)}
+    return out
 
 
-def check_eval_args(a: argparse.Namespace) -> list[Path]:
+def check_eval_args(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     """Fail before the slow part: the real folder (--real, or <data>/face/test) must hold images and --json must be
-    a writable .json path. Returns the real images, listed once."""
-    real = list_images(a.real or Path(a.data) / "face" / "test")
-    if a.json:
-        common.check_output_file(a.json, (".json",))
-    return real
+    a writable .json path. Returns the real images, and --n training faces for the floor (a seeded sample of
+    <data>/face/train; none with --no-floor)."""
+    real = list_images(args.real or Path(args.data) / "face" / "test")
+    if args.json:
+        cli.check_output_file(args.json, (".json",))
+    if not args.floor:
+        return real, []
+    train = list_images(Path(args.data) / "face" / "train")
+    pick = np.random.default_rng(0).choice(len(train), min(args.n, len(train)), replace=False)
+    return real, [train[i] for i in sorted(pick)]
 
 
-def report(a: argparse.Namespace, metrics: dict) -> None:
+def report(args: argparse.Namespace, metrics: dict) -> None:
     print("  ".join(f"{k}={v}" for k, v in metrics.items()))
-    if a.json:
-        common.write_json(a.json, metrics)
+    if args.json:
+        cli.write_json(args.json, metrics)
 
 
 # ----------------------------------------------------------------------------- attribute classifier (P2 eval)
@@ -385,25 +436,25 @@ class AttributeNet(nn.Module):
 def train_attribute_classifier(root: str | Path, attr: str, device: torch.device, epochs: int = 8,
                                seed: int = 0) -> tuple[AttributeNet, dict]:
     """Train the judge on the real training faces; report its accuracy on the real test split."""
-    common.seed_everything(seed)
+    distributed.seed_everything(seed)
     train_set, test_set = load_faces(root, "train", attr), load_faces(root, "test", attr)
     net = AttributeNet().to(device)
-    opt = common.adam(net.parameters(), 1e-3, weight_decay=1e-4)
-    g = torch.Generator(device).manual_seed(seed)
-    sampler, batch = DeviceSampler(train_set, device, g), 64
+    opt = distributed.adam(net.parameters(), 1e-3, weight_decay=1e-4)
+    rng = torch.Generator(device).manual_seed(seed)
+    sampler, batch = DeviceSampler(train_set, device, rng), 64
     steps = epochs * len(sampler) // batch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
     net.train()
     for _ in tqdm(range(steps), desc=f"{attr} classifier", leave=False):
         x, y = sampler.sample(batch)
-        x = torch.where(torch.rand(len(x), 1, 1, 1, generator=g, device=device) < 0.5, x.flip(3), x)
+        x = torch.where(torch.rand(len(x), 1, 1, 1, generator=rng, device=device) < 0.5, x.flip(3), x)
         loss = F.cross_entropy(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
     net.eval()
-    acc = common.accuracy(net, test_set.images, test_set.labels, device)
+    acc = evaluation.accuracy(net, test_set.images, test_set.labels, device)
     return net, {"attr": attr, "test_acc": round(acc, 4), "test_images": len(test_set.names),
                  "train_images": len(train_set.names), "epochs": epochs}
 
@@ -413,19 +464,19 @@ def load_or_train_classifier(path: str | Path, root: str | Path, attr: str, devi
     """The judge saved at `path` (trained and saved there first if absent)."""
     path = Path(path)
     if path.exists():
-        ck = common.load_checkpoint(path, "attr_classifier")
+        ck = checkpoints.load_checkpoint(path, "attr_classifier")
         if ck["config"]["attr"] != attr:
             raise UserError(f"{path} judges '{ck['config']['attr']}', not '{attr}'")
         net = AttributeNet()
-        common.load_state(net, float_state(ck["models"]["net"]), "attribute classifier")
+        checkpoints.load_state(net, checkpoints.float_state(ck["models"]["net"]), "attribute classifier")
         return net.to(device).eval(), ck["config"]
     net, info = train_attribute_classifier(root, attr, device)
-    common.save_checkpoint(path, {"config": {"kind": "attr_classifier", **info},
-                                  "models": {"net": common.half_state(net.state_dict())}})
+    checkpoints.save_checkpoint(path, {"config": {"kind": "attr_classifier", **info},
+                                  "models": {"net": checkpoints.half_state(net.state_dict())}})
     return net, {"kind": "attr_classifier", **info}
 
 
 def judge(net: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """Predicted attribute (N,) of uint8 images."""
-    return common.predict_logits(net, images, device).argmax(1)
+    return evaluation.predict_logits(net, images, device).argmax(1)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import UserError, cli_main
+from cli import UserError, cli_main
 from datasets import parse_int, read_csv
 
 
@@ -19,7 +19,7 @@ def read_labels(path: str) -> dict[str, int]:
     return labels
 
 
-def accuracy(pred_csv: str, gt_csv: str) -> tuple[float, int]:
+def csv_accuracy(pred_csv: str, gt_csv: str) -> tuple[float, int]:
     """(accuracy, number of images) of predictions against ground truth; every truth row needs a prediction."""
     pred, truth = read_labels(pred_csv), read_labels(gt_csv)
     missing = [n for n in truth if n not in pred]
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pred_csv")
     p.add_argument("gt_csv")
-    a = p.parse_args(argv)
-    acc, n = accuracy(a.pred_csv, a.gt_csv)
+    args = p.parse_args(argv)
+    acc, n = csv_accuracy(args.pred_csv, args.gt_csv)
     print(f"accuracy: {acc:.4f} ({n} images)")
 
 

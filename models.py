@@ -201,25 +201,34 @@ class LabelClassifier(nn.Module):
 
 
 class DomainClassifier(nn.Module):
-    """features (B, 768) -> source/target logits (B, 2), behind a gradient reversal layer."""
+    """features (B, in_dim) -> source/target logits (B, 2), behind a gradient reversal layer. The report's head is
+    one hidden layer of 100; `layers=2` is tllib's deeper head (Linear-BN-ReLU twice)."""
 
-    def __init__(self, in_dim: int = DANNFeatures.out_dim):
+    def __init__(self, in_dim: int = DANNFeatures.out_dim, hidden: int = 100, layers: int = 1):
         super().__init__()
         self.reverse = GradientReversal()
-        self.net = nn.Sequential(nn.Linear(in_dim, 100), nn.ReLU(True), nn.Linear(100, 2))  # (B, 100) -> (B, 2)
+        if layers == 1:  # the report's head (state_dict keys net.0, net.2 kept for shipped checkpoints)
+            self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(True), nn.Linear(hidden, 2))  # (B, 2)
+        else:
+            blocks = [nn.Sequential(nn.Linear(i, hidden), nn.BatchNorm1d(hidden), nn.ReLU(True))  # (B, hidden)
+                      for i in [in_dim] + [hidden] * (layers - 1)]
+            self.net = nn.Sequential(*blocks, nn.Linear(hidden, 2))  # (B, 2)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         return self.net(self.reverse(f))
 
 
 class DANN(nn.Module):
-    """Feature extractor shared by a label classifier and a (gradient-reversed) domain classifier."""
+    """Feature extractor shared by a label classifier and a (gradient-reversed) domain classifier.
+    arch "report": the report's 3->32->48 extractor (768 features); "bn": P4's wider BatchNorm encoder (500)."""
 
-    def __init__(self, input_norm: bool = False):
+    def __init__(self, input_norm: bool = False, arch: str = "report", domain_hidden: int = 100,
+                 domain_layers: int = 1):
         super().__init__()
-        self.features = DANNFeatures(input_norm)
-        self.label_classifier = LabelClassifier()
-        self.domain_classifier = DomainClassifier()
+        self.features = DANNFeatures(input_norm) if arch == "report" else BNEncoder(input_norm)
+        dim = self.features.out_dim
+        self.label_classifier = LabelClassifier(dim)
+        self.domain_classifier = DomainClassifier(dim, domain_hidden, domain_layers)
 
     def forward(self, x: torch.Tensor, n_source: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(digit logits (B, 10), domain logits (B, 2)); the domain head sees reversed gradients.

@@ -11,7 +11,8 @@ import argparse
 
 import torch
 
-import common
+import cli
+import distributed
 import gan
 from gan import Nets, gan_losses_real_fake
 from models import Z_DIM, DCGANDiscriminator, DCGANGenerator
@@ -21,8 +22,8 @@ KIND = "p1_dcgan"
 
 def d_step(nets: Nets, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
     """One discriminator update on real images and fake.detach(): no gradient reaches the generator."""
-    with common.autocast(real.device):
-        logit_real, logit_fake = nets.D(real), nets.D(fake.detach())  # (B,), (B,)
+    with distributed.autocast(real.device):
+        logit_real, logit_fake = nets.D(nets.augment(real)), nets.D(nets.augment(fake.detach()))  # (B,), (B,)
         loss = gan_losses_real_fake(logit_real, True) + gan_losses_real_fake(logit_fake, False)
     nets.opt_d.zero_grad(set_to_none=True)
     loss.backward()
@@ -33,17 +34,17 @@ def d_step(nets: Nets, real: torch.Tensor, fake: torch.Tensor) -> dict[str, floa
 
 def g_step(nets: Nets, fake: torch.Tensor) -> dict[str, float]:
     """One generator update: make the (just updated) discriminator call the fakes real."""
-    with common.autocast(fake.device):
-        loss = gan_losses_real_fake(nets.D(fake), True)
+    with distributed.autocast(fake.device):
+        loss = gan_losses_real_fake(nets.D(nets.augment(fake)), True)
     nets.opt_g.zero_grad(set_to_none=True)
     loss.backward()
     nets.opt_g.step()
     return {"loss_g": loss.item()}
 
 
-def train_step(nets: Nets, real: torch.Tensor, labels: torch.Tensor | None, g: torch.Generator) -> dict[str, float]:
-    z = nets.draw(lambda n: torch.randn(n, Z_DIM, generator=g, device=real.device), len(real))  # (B, 100)
-    with common.autocast(real.device):
+def train_step(nets: Nets, real: torch.Tensor, labels: torch.Tensor | None, rng: torch.Generator) -> dict[str, float]:
+    z = nets.draw(lambda n: torch.randn(n, Z_DIM, generator=rng, device=real.device), len(real))  # (B, 100)
+    with distributed.autocast(real.device):
         fake = nets.G(z)  # (B, 3, 64, 64)
     return d_step(nets, real, fake) | g_step(nets, fake)
 
@@ -54,31 +55,32 @@ def figure(G: torch.nn.Module, gen: torch.Generator, device: torch.device) -> tu
     return G(z), 8
 
 
-SPEC = gan.GanSpec(KIND, DCGANGenerator, DCGANDiscriminator, lambda G, z, y: G(z), figure, train_step)
+SPEC = gan.GanSpec(kind=KIND, build_g=DCGANGenerator, build_d=DCGANDiscriminator, generate=lambda G, z, y: G(z),
+                   figure=figure, step=train_step)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     gan.add_commands(p, batch=128, epochs=50)
-    a = p.parse_args(argv)
-    if a.cmd == "train":
-        gan.train(a, SPEC)
-    elif a.cmd == "sample":
-        gan.sample(a, SPEC)
-    elif a.cmd == "export":
-        gan.export(a, SPEC)
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        gan.train(args, SPEC)
+    elif args.cmd == "sample":
+        gan.sample(args, SPEC)
+    elif args.cmd == "export":
+        gan.export(args, SPEC)
     else:
-        evaluate(a)
+        evaluate(args)
 
 
-def evaluate(a: argparse.Namespace) -> None:
+def evaluate(args: argparse.Namespace) -> None:
     """FID of --n generated faces against the real folder."""
-    real = gan.check_eval_args(a)
-    device = common.setup(a.device).device
-    G, ck = gan.load_generator(a.ckpt, SPEC, device)
-    fake, _ = gan.generate_n(G, SPEC, a.n, a.seed, device)
-    gan.report(a, {"checkpoint_step": ck["step"], **gan.fid_metrics(fake, real, device)})
+    real, floor = gan.check_eval_args(args)
+    device = distributed.setup(args.device).device
+    G, ck = gan.load_generator(args.ckpt, SPEC, device)
+    fake, _ = gan.generate_n(G, SPEC, args.n, args.seed, device)
+    gan.report(args, {"checkpoint_step": ck["step"], **gan.fid_metrics(fake, real, device, floor)})
 
 
 if __name__ == "__main__":
-    common.cli_main(main)
+    cli.cli_main(main)

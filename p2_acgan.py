@@ -12,7 +12,8 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-import common
+import cli
+import distributed
 import gan
 from gan import Nets, gan_losses_real_fake
 from models import Z_DIM, ACGANDiscriminator, ACGANGenerator
@@ -20,30 +21,30 @@ from models import Z_DIM, ACGANDiscriminator, ACGANGenerator
 KIND = "p2_acgan"
 
 
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+def batch_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     return (logits.argmax(1) == y).float().mean().item()
 
 
 def d_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor, fake: torch.Tensor, y_fake: torch.Tensor
            ) -> dict[str, float]:
     """Discriminator update: real/fake on real and fake.detach(), attribute head on both (ACGAN)."""
-    with common.autocast(real.device):
-        rf_real, attr_real = nets.D(real)          # (B,), (B, 2)
-        rf_fake, attr_fake = nets.D(fake.detach())
+    with distributed.autocast(real.device):
+        rf_real, attr_real = nets.D(nets.augment(real))         # (B,), (B, 2)
+        rf_fake, attr_fake = nets.D(nets.augment(fake.detach()))
         adv = gan_losses_real_fake(rf_real, True) + gan_losses_real_fake(rf_fake, False)
         aux = F.cross_entropy(attr_real.float(), y_real) + F.cross_entropy(attr_fake.float(), y_fake)
     nets.opt_d.zero_grad(set_to_none=True)
     (adv + aux).backward()
     nets.opt_d.step()
     return {"loss_d": adv.item(), "loss_d_aux": aux.item(), "d_real": torch.sigmoid(rf_real.float()).mean().item(),
-            "d_fake": torch.sigmoid(rf_fake.float()).mean().item(), "aux_acc_real": accuracy(attr_real, y_real),
-            "aux_acc_fake": accuracy(attr_fake, y_fake)}
+            "d_fake": torch.sigmoid(rf_fake.float()).mean().item(), "aux_acc_real": batch_accuracy(attr_real, y_real),
+            "aux_acc_fake": batch_accuracy(attr_fake, y_fake)}
 
 
 def g_step(nets: Nets, fake: torch.Tensor, y_fake: torch.Tensor) -> dict[str, float]:
     """Generator update: fool the real/fake head, and make the attribute head read the labels it sampled."""
-    with common.autocast(fake.device):
-        rf, attr = nets.D(fake)
+    with distributed.autocast(fake.device):
+        rf, attr = nets.D(nets.augment(fake))
         adv, aux = gan_losses_real_fake(rf, True), F.cross_entropy(attr.float(), y_fake)
     nets.opt_g.zero_grad(set_to_none=True)
     (adv + aux).backward()
@@ -51,10 +52,10 @@ def g_step(nets: Nets, fake: torch.Tensor, y_fake: torch.Tensor) -> dict[str, fl
     return {"loss_g": adv.item(), "loss_g_aux": aux.item()}
 
 
-def train_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor | None, g: torch.Generator) -> dict[str, float]:
-    z = nets.draw(lambda n: torch.randn(n, Z_DIM, generator=g, device=real.device), len(real))  # (B, 100)
-    y_fake = nets.draw(lambda n: torch.randint(0, 2, (n,), generator=g, device=real.device), len(real))  # sampled
-    with common.autocast(real.device):
+def train_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor | None, rng: torch.Generator) -> dict[str, float]:
+    z = nets.draw(lambda n: torch.randn(n, Z_DIM, generator=rng, device=real.device), len(real))  # (B, 100)
+    y_fake = nets.draw(lambda n: torch.randint(0, 2, (n,), generator=rng, device=real.device), len(real))  # sampled
+    with distributed.autocast(real.device):
         fake = nets.G(z, y_fake)  # (B, 3, 64, 64)
     return d_step(nets, real, y_real, fake, y_fake) | g_step(nets, fake, y_fake)
 
@@ -71,8 +72,8 @@ def figure(G: torch.nn.Module, gen: torch.Generator, device: torch.device) -> tu
     return torch.cat([off, on]), 10
 
 
-SPEC = gan.GanSpec(KIND, ACGANGenerator, ACGANDiscriminator, lambda G, z, y: G(z, y), figure, train_step,
-                   conditional=True)
+SPEC = gan.GanSpec(kind=KIND, build_g=ACGANGenerator, build_d=ACGANDiscriminator, generate=lambda G, z, y: G(z, y),
+                   figure=figure, step=train_step, conditional=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,26 +82,26 @@ def main(argv: list[str] | None = None) -> None:
     cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
     cmds["eval"].add_argument("--classifier", help="attribute judge (default checkpoints/p2_<attr>_classifier.pt; "
                                                    "trained on <data>/face/train and saved there if absent)")
-    a = p.parse_args(argv)
-    if a.cmd == "train":
-        gan.train(a, SPEC, attr=a.attr)
-    elif a.cmd == "sample":
-        gan.sample(a, SPEC)
-    elif a.cmd == "export":
-        gan.export(a, SPEC)
+    args = p.parse_args(argv)
+    if args.cmd == "train":
+        gan.train(args, SPEC, attr=args.attr)
+    elif args.cmd == "sample":
+        gan.sample(args, SPEC)
+    elif args.cmd == "export":
+        gan.export(args, SPEC)
     else:
-        evaluate(a)
+        evaluate(args)
 
 
-def evaluate(a: argparse.Namespace) -> None:
+def evaluate(args: argparse.Namespace) -> None:
     """FID of --n faces (half with the attribute off, half on, same noise), attribute accuracy and flip rate."""
-    real = gan.check_eval_args(a)
-    device = common.setup(a.device).device
-    G, ck = gan.load_generator(a.ckpt, SPEC, device)
+    real, floor = gan.check_eval_args(args)
+    device = distributed.setup(args.device).device
+    G, ck = gan.load_generator(args.ckpt, SPEC, device)
     attr = ck["config"]["attr"]
     judge, judge_info = gan.load_or_train_classifier(
-        a.classifier or common.ROOT / "checkpoints" / f"p2_{attr}_classifier.pt", a.data, attr, device)
-    z = torch.randn(max(1, a.n // 2), Z_DIM, generator=torch.Generator().manual_seed(a.seed))
+        args.classifier or cli.ROOT / "checkpoints" / f"p2_{attr}_classifier.pt", args.data, attr, device)
+    z = torch.randn(max(1, args.n // 2), Z_DIM, generator=torch.Generator().manual_seed(args.seed))
     offs, ons = [], []
     with torch.inference_mode():
         for chunk in z.split(500):
@@ -114,9 +115,9 @@ def evaluate(a: argparse.Namespace) -> None:
                "attr_acc_on": round((p_on == 1).float().mean().item(), 4),
                "flip_rate": round((p_off != p_on).float().mean().item(), 4), "attr_images_per_value": len(z),
                "classifier_test_acc": judge_info["test_acc"]}
-    metrics |= gan.fid_metrics(torch.cat([off, on]), real, device)
-    gan.report(a, metrics)
+    metrics |= gan.fid_metrics(torch.cat([off, on]), real, device, floor)
+    gan.report(args, metrics)
 
 
 if __name__ == "__main__":
-    common.cli_main(main)
+    cli.cli_main(main)

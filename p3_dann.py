@@ -7,19 +7,25 @@
 from __future__ import annotations
 
 import argparse
-import time
+import copy
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
-import common
-from common import UserError
-from datasets import DIGIT_SIZE, DeviceSampler, augment_digits, check_domain, digit_splits, load_digits
+import checkpoints
+import cli
+import distributed
+import evaluation
+import loop
+from cli import UserError
+from datasets import DIGIT_SIZE, DeviceSampler, ImageSet, augment_digits, check_domain, digit_splits, load_digits
 from models import DANN, dann_coeff
 
 KIND = "p3_dann"
+PLAIN = {"arch": "report", "input_norm": False, "augment": False, "zoom": False, "domain_bn": False,  # report's DANN
+         "domain_hidden": 100, "domain_layers": 1, "domain_weight": 1.0, "grl_ramp": 0, "select": "val"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,21 +39,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--run-dir", help="run folder (default runs/p3/<mode>_<source>2<target>)")
     t.add_argument("--source-test", action="store_true", help="source / dann: also train on the source's labelled "
                    "test/ split (never scored here; the mnist data's train/ holds no 9s, its test/ only 9s)")
+    t.add_argument("--plain", action="store_true", help="the report's DANN: " + ", ".join(f"{k}={v}" for k, v in
+                                                                                        PLAIN.items()))
     t.add_argument("--epochs", type=float, default=100, help="epochs over the labelled training set (report: 100)")
-    t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
+    t.add_argument("--steps", type=int, default=6000, help="training steps (0: use --epochs)")
     t.add_argument("--batch", type=int, default=128, help="per domain (report: 128)")
     t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--input-norm", action="store_true", help="per-image standardisation inside the network")
-    t.add_argument("--augment", action="store_true", help="shift / colour / inversion augmentation on the device")
-    t.add_argument("--zoom", action="store_true", help="with --augment: random rescaling of the digits too")
-    t.add_argument("--domain-bn", action="store_true", help="DANN: source and target pass BatchNorm separately, "
-                   "and the chosen model's BatchNorm statistics are re-estimated on target train images (AdaBN)")
+    t.add_argument("--arch", choices=["report", "bn"], default="bn",
+                   help="feature extractor: the report's 3->32->48 or P4's wider BatchNorm encoder")
+    t.add_argument("--no-input-norm", dest="input_norm", action="store_false",
+                   help="no per-image standardisation inside the network")
+    t.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no shift / colour / inversion augmentation (applied alike to both domains)")
+    t.add_argument("--zoom", action="store_true", help="with augmentation: random rescaling of the digits too")
+    t.add_argument("--no-domain-bn", dest="domain_bn", action="store_false", help="DANN: one BatchNorm pass for "
+                   "both domains (default: source and target pass BatchNorm separately, and the target side is scored "
+                   "and shipped with BatchNorm statistics of target train images, AdaBN)")
+    t.add_argument("--domain-hidden", type=int, default=1024, help="width of the domain classifier (report: 100)")
+    t.add_argument("--domain-layers", type=int, choices=[1, 2], default=2,
+                   help="hidden layers of the domain classifier (report: 1; 2 adds BatchNorm, as in tllib)")
+    t.add_argument("--domain-weight", type=float, default=1.0, help="weight of the domain loss")
+    t.add_argument("--grl-ramp", type=int, default=0, help="steps over which the reversal coefficient "
+                   "2/(1+exp(-10p))-1 ramps to 1 (0: the whole run, as in the report)")
+    t.add_argument("--select", choices=["im", "val"], default="im", help="checkpoint selection: information "
+                   "maximisation on unlabelled target train images, or labelled source validation accuracy")
+    t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for --select im")
     t.add_argument("--val-fraction", type=float, default=0.1, help="labelled training data held out for selection")
     t.add_argument("--eval-every", type=int, default=500)
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    common.add_precision_arg(t)
+    distributed.add_precision_arg(t)
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
     t.add_argument("--resume", action="store_true", help="continue --run-dir from last.pt, with its config")
     t.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
@@ -66,180 +88,188 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     e.add_argument("--domain", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("--device", default="auto")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.cmd == "train" and args.plain:
+        vars(args).update(PLAIN)
+    return args
 
 
 def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
     """The label optimizer owns the feature extractor and label classifier; the domain optimizer the domain head."""
-    opt_label = common.adam([*net.features.parameters(), *net.label_classifier.parameters()], lr)
-    return opt_label, common.adam(net.domain_classifier.parameters(), lr)
+    opt_label = distributed.adam([*net.features.parameters(), *net.label_classifier.parameters()], lr)
+    return opt_label, distributed.adam(net.domain_classifier.parameters(), lr)
 
 
-def train(a: argparse.Namespace) -> None:
-    run = Path(a.run_dir or f"runs/p3/{a.mode}_{a.source}2{a.target}")
-    ck = common.resume_args(a, run, KIND) if a.resume else None
-    a.data = a.data or "hw3_data"
-    check_domain(a.source), check_domain(a.target)
-    if a.source == a.target:
-        raise UserError("--source and --target must differ")
-    d = common.setup(a.device, a.seed, a.precision)
-    if a.batch % d.world:
-        raise UserError(f"--batch {a.batch} does not split over {d.world} processes")
-    config = {"kind": KIND, **common.run_config(a)}
+class DANNMethod:
+    """Source-only / target-only (cross-entropy on the labelled batch) and DANN (plus the domain loss, whose gradient
+    reaches the features reversed). One `update` is one step on one batch per domain."""
 
-    # data: the labelled domain (source, or target for the upper bound) with its validation split
-    labelled = a.target if a.mode == "target" else a.source
-    if a.source_test and a.mode == "target":
-        raise UserError("--source-test is for --mode source or dann: the target's test/ split is the one scored")
-    train_set, val_set, _ = digit_splits(a.data, labelled, a.val_fraction, a.seed, a.source_test)
-    target_test = load_digits(a.data, a.target, "test")  # reported for the chosen checkpoint, never used to choose
-    g = torch.Generator(d.device).manual_seed(a.seed)
-    src = DeviceSampler(train_set, d.device, g)
-    tgt = DeviceSampler(load_digits(a.data, a.target, "train"), d.device, g) if a.mode == "dann" else None
-    steps = a.steps or max(1, round(a.epochs * len(src) / a.batch))
-    config["total_steps"] = steps
-    run = common.open_run(run, config, a.resume, a.overwrite, d)
+    def __init__(self, args: argparse.Namespace, net: DANN, model: nn.Module, src: DeviceSampler,
+                 tgt: DeviceSampler | None, data: dict[str, ImageSet], dist: distributed.Dist, rng: torch.Generator,
+                 steps: int):
+        self.args, self.net, self.model, self.src, self.tgt, self.data = args, net, model, src, tgt, data
+        self.dist, self.rng, self.steps = dist, rng, steps
+        self.opt_label, self.opt_domain = make_optimizers(net, args.lr)
+        self.eval_net = net  # what evaluation scored last: with --domain-bn, a copy with target BN statistics
 
-    # model: two optimizers, one owning the features + label classifier, one the domain classifier
-    net = DANN(a.input_norm)
-    opt_label, opt_domain = make_optimizers(net, a.lr)
-    model = common.prepare_model(net, d, a.compile, find_unused=a.mode != "dann")  # no domain loss without DANN
-    step, best = 0, {"val_acc": -1.0, "step": 0}
-    if ck is not None:
-        common.load_state(net, ck["models"]["dann"], "DANN")
-        opt_label.load_state_dict(ck["optimizers"]["label"])
-        opt_domain.load_state_dict(ck["optimizers"]["domain"])
-        step, best = ck["step"], ck["best"]
-        g.set_state(ck["rng"]["batches"])
-        common.set_rng_state(ck["rng"]["global"])
-    log = common.MetricLog(run, d, step)
-
-    def checkpoint(path: Path, full: bool = True) -> None:
-        if not d.is_main:
-            return
-        state = {"config": config, "step": step, "best": best, "models": {"dann": net.state_dict()}}
-        if full:
-            state |= {"optimizers": {"label": opt_label.state_dict(), "domain": opt_domain.state_dict()},
-                      "rng": {"batches": g.get_state(), "global": common.rng_state()}}
-        common.save_checkpoint(path, state)
-
-    def train_step(progress: float) -> dict[str, float]:
-        xs, ys = src.sample(a.batch, d.rank, d.world)
-        if a.augment:
-            xs = augment_digits(xs, g, a.zoom)
-        with common.autocast(d.device):
-            if tgt is None:  # source-only / target-only: plain supervised training
-                logits, _ = model(xs)
-                loss_cls = F.cross_entropy(logits, ys)
-                loss_dom, dom_acc = None, None
-            else:  # DANN: one pass over source + target; the domain head sits behind gradient reversal
-                xt, _ = tgt.sample(a.batch, d.rank, d.world)
-                net.domain_classifier.reverse.coeff = dann_coeff(progress)
-                logits, dom_logits = model(torch.cat([xs, xt]), len(xs) if a.domain_bn else None)
+    def update(self, step: int) -> dict[str, float]:
+        args, dist = self.args, self.dist
+        xs, ys = self.src.sample(args.batch, dist.rank, dist.world)
+        if args.augment:  # the same augmentation for both domains: one only the source saw would be a domain signal
+            xs = augment_digits(xs, self.rng, args.zoom)
+        out = {}
+        with distributed.autocast(dist.device):
+            if self.tgt is None:  # source-only / target-only: plain supervised training
+                logits, _ = self.model(xs)
+                loss = loss_cls = F.cross_entropy(logits, ys)
+            else:  # DANN: source + target through the features; the domain head sits behind gradient reversal
+                xt, _ = self.tgt.sample(args.batch, dist.rank, dist.world)
+                if args.augment:
+                    xt = augment_digits(xt, self.rng, args.zoom)
+                coeff = dann_coeff(min(1.0, step / (args.grl_ramp or self.steps)))
+                self.net.domain_classifier.reverse.coeff = coeff
+                logits, dom_logits = self.model(torch.cat([xs, xt]), len(xs) if args.domain_bn else None)
                 logits = logits[: len(xs)]
-                dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(d.device)
+                dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(dist.device)
                 loss_cls = F.cross_entropy(logits, ys)
                 loss_dom = F.cross_entropy(dom_logits, dom_true)
-                dom_acc = (dom_logits.argmax(1) == dom_true).float().mean().item()
-            loss = loss_cls if loss_dom is None else loss_cls + loss_dom
-        opt_label.zero_grad(set_to_none=True)
-        opt_domain.zero_grad(set_to_none=True)
+                loss = loss_cls + args.domain_weight * loss_dom
+                out = {"loss_dom": loss_dom.item(), "dom_acc": (dom_logits.argmax(1) == dom_true).float().mean().item(),
+                       "coeff": coeff}
+        self.opt_label.zero_grad(set_to_none=True)
+        self.opt_domain.zero_grad(set_to_none=True)
         loss.backward()
-        opt_label.step()
-        opt_domain.step()
-        out = {"loss_cls": loss_cls.item(), "src_acc": (logits.argmax(1) == ys).float().mean().item()}
-        if loss_dom is not None:
-            out |= {"loss_dom": loss_dom.item(), "dom_acc": dom_acc}
-        return out
+        self.opt_label.step()
+        self.opt_domain.step()
+        return {"loss_cls": loss_cls.item(), "src_acc": (logits.argmax(1) == ys).float().mean().item(), **out}
 
+    def after_step(self, step: int) -> None:
+        pass
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Source validation accuracy, the information-maximisation score on unlabelled target train images, and the
+        target dev-test accuracy (reported only). With --domain-bn the target side is scored as it will be used:
+        by a copy whose BatchNorm statistics come from target images (AdaBN)."""
+        dev, val, select, test = self.dist.device, self.data["val"], self.data["select"], self.data["target_test"]
+        self.model.eval()
+        metrics = {"val_acc": evaluation.accuracy(lambda x: self.model(x)[0], val.images, val.labels, dev)}
+        self.eval_net = self.net
+        if self.args.domain_bn and self.tgt is not None:
+            self.eval_net = copy.deepcopy(self.net)
+            evaluation.recompute_bn_stats(self.eval_net, select, dev, seed=self.args.seed)
+        classify = lambda x: self.eval_net(x)[0]  # noqa: E731
+        metrics |= {"im": evaluation.im_score(evaluation.predict_logits(classify, select, dev)),
+                    "target_test_acc": evaluation.accuracy(classify, test.images, test.labels, dev)}
+        self.model.train()
+        return metrics
+
+    def score(self, metrics: dict[str, float]) -> float:
+        return metrics["im"] if self.args.select == "im" else metrics["val_acc"]  # never the target test labels
+
+    def state_dict(self, full: bool) -> dict:
+        if not full:  # best.pt: the network as evaluation scored it
+            return {"models": {"dann": self.eval_net.state_dict()}}
+        return {"models": {"dann": self.net.state_dict()},
+                "optimizers": {"label": self.opt_label.state_dict(), "domain": self.opt_domain.state_dict()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        checkpoints.load_state(self.net, state["models"]["dann"], "DANN")
+        self.opt_label.load_state_dict(state["optimizers"]["label"])
+        self.opt_domain.load_state_dict(state["optimizers"]["domain"])
+
+
+def train(args: argparse.Namespace) -> None:
+    run = Path(args.run_dir or f"runs/p3/{args.mode}_{args.source}2{args.target}")
+    resume = checkpoints.resume_args(args, run, KIND) if args.resume else None
+    args.data = args.data or "hw3_data"
+    check_domain(args.source), check_domain(args.target)
+    if args.source == args.target:
+        raise UserError("--source and --target must differ")
+    if args.source_test and args.mode == "target":
+        raise UserError("--source-test is for --mode source or dann: the target's test/ split is the one scored")
+    if args.mode == "target":
+        args.select = "val"  # the labelled domain is the target itself
+    dist = distributed.setup(args.device, args.seed, args.precision)
+    if args.batch % dist.world:
+        raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
+    config = {"kind": KIND, **checkpoints.run_config(args)}
+
+    # data: the labelled domain (source, or target for the upper bound) with its validation split; unlabelled
+    # target train images (DANN's target batches and the selection score); the target dev-test, reported only
+    labelled = args.target if args.mode == "target" else args.source
+    train_set, val_set, _ = digit_splits(args.data, labelled, args.val_fraction, args.seed, args.source_test)
+    target_train = load_digits(args.data, args.target, "train")
+    target_train = ImageSet(target_train.images, target_train.names)  # labels dropped: they cannot leak
+    pick = torch.randperm(len(target_train.images), generator=torch.Generator().manual_seed(args.seed))
+    data = {"val": val_set, "select": target_train.images[pick[:args.select_images]],
+            "target_test": load_digits(args.data, args.target, "test")}
+    rng = torch.Generator(dist.device).manual_seed(args.seed)
+    src = DeviceSampler(train_set, dist.device, rng)
+    tgt = DeviceSampler(target_train, dist.device, rng) if args.mode == "dann" else None
+    steps = args.steps or max(1, round(args.epochs * len(src) / args.batch))
+    config["total_steps"] = steps
+    run = checkpoints.open_run(run, config, args.resume, args.overwrite, dist)
+
+    net = build_net(config)
+    model = distributed.prepare_model(net, dist, args.compile, find_unused=args.mode != "dann")  # no domain loss
+    method = DANNMethod(args, net, model, src, tgt, data, dist, rng, steps)
     model.train()
-    window: list[dict[str, float]] = []
-    t0 = time.time()
-    with common.GracefulStop() as stop, tqdm(total=steps, initial=step, desc=f"{a.mode} {a.source}->{a.target}",
-                                             disable=not d.is_main, dynamic_ncols=True) as bar:
-        while step < steps:
-            out = train_step(step / steps)
-            step += 1
-            common.check_finite(out, step)
-            window.append(out)
-            bar.update()
-            if step % a.log_every == 0 or step == steps:
-                mean = {k: sum(w[k] for w in window) / len(window) for k in window[0]}
-                mean["coeff"] = net.domain_classifier.reverse.coeff if tgt is not None else 0.0
-                mean["img_per_s"] = len(window) * a.batch * (2 if tgt is not None else 1) / (time.time() - t0)
-                log.write(step, mean)
-                bar.set_postfix(cls=f"{mean['loss_cls']:.3f}", acc=f"{mean['src_acc']:.2f}")
-                window, t0 = [], time.time()
-            if step % a.eval_every == 0 or step == steps:
-                model.eval()
-                val_acc = common.accuracy(lambda x: model(x)[0], val_set.images, val_set.labels, d.device)
-                tgt_acc = common.accuracy(lambda x: model(x)[0], target_test.images, target_test.labels, d.device)
-                model.train()
-                log.write(step, {"val_acc": val_acc, "target_test_acc": tgt_acc})
-                if val_acc > best["val_acc"]:  # selection looks at labelled training-domain data only
-                    best = {"val_acc": val_acc, "step": step, "target_test_acc": tgt_acc}
-                    checkpoint(run / "best.pt", full=False)
-                checkpoint(run / "last.pt")
-            if stop.requested:
-                checkpoint(run / "last.pt")
-                raise KeyboardInterrupt
-            if step == a.stop_at:
-                checkpoint(run / "last.pt")
-                print(f"stopped at step {step}; continue with --resume --run-dir {run}")
-                return
+    plan = loop.Schedule(steps, args.log_every, args.eval_every, stop_at=args.stop_at,
+                         images_per_step=args.batch * (2 if tgt is not None else 1),
+                         desc=f"{args.mode} {args.source}->{args.target}")
+    best = loop.run(method, run, config, rng, plan, dist.is_main, resume)
+    if "stopped" in best or not dist.is_main:
+        distributed.cleanup(dist)
+        return
+    metrics = {"source": args.source, "target": args.target, "mode": args.mode, "steps": steps, "select": args.select,
+               "best_step": best["step"], "source_val_acc" if args.mode != "target" else "target_val_acc":
+               best["val_acc"], "im": best["im"], "target_test_acc": best["target_test_acc"]}
+    cli.write_json(run / "metrics.json", metrics)
+    checkpoints.plot_curves(run, {"losses": ["loss_cls", "loss_dom"],
+                                  "accuracy": ["src_acc", "dom_acc", "val_acc", "target_test_acc"],
+                                  "selection": ["im"]})
+    print(f"{args.mode} {args.source}->{args.target}: best step {best['step']} by {args.select}, "
+          f"val acc {best['val_acc']:.4f}, target ({args.target}) dev-test acc {best['target_test_acc']:.4f}  [{run}]")
+    distributed.cleanup(dist)
 
-    if d.is_main and a.domain_bn and tgt is not None:  # AdaBN: the chosen model gets target BatchNorm statistics
-        ck_best = common.load_checkpoint(run / "best.pt", KIND)
-        common.load_state(net, ck_best["models"]["dann"], "DANN")
-        common.recompute_bn_stats(net, tgt.images, d.device, seed=a.seed)
-        best["target_test_acc_source_bn"] = best["target_test_acc"]
-        best["target_test_acc"] = common.accuracy(lambda x: net(x)[0], target_test.images, target_test.labels,
-                                                  d.device)
-        step = ck_best["step"]
-        checkpoint(run / "best.pt", full=False)
-    if d.is_main:
-        metrics = {"source": a.source, "target": a.target, "mode": a.mode, "steps": steps,
-                   "best_step": best["step"], "source_val_acc" if a.mode != "target" else "target_val_acc":
-                   best["val_acc"], **{k: v for k, v in best.items() if k.startswith("target_test")}}
-        common.write_json(run / "metrics.json", metrics)
-        common.plot_curves(run, {"losses": ["loss_cls", "loss_dom"],
-                                 "accuracy": ["src_acc", "dom_acc", "val_acc", "target_test_acc"]})
-        print(f"{a.mode} {a.source}->{a.target}: best step {best['step']}, val acc {best['val_acc']:.4f}, "
-              f"target ({a.target}) dev-test acc {best['target_test_acc']:.4f}  [{run}]")
-    common.cleanup(d)
+
+def build_net(cfg: dict) -> DANN:
+    """The DANN network a run's config describes (configs without the newer keys are the report's)."""
+    return DANN(cfg.get("input_norm", False), cfg.get("arch", "report"), cfg.get("domain_hidden", 100),
+                cfg.get("domain_layers", 1))
 
 
 def load_classifier(path: str, device: torch.device) -> tuple[DANN, dict]:
     """The DANN network of a checkpoint (a run's best.pt / last.pt or a shipped one), in eval mode."""
-    ck = common.load_checkpoint(path, KIND)
-    net = DANN(ck["config"].get("input_norm", False))
-    common.load_state(net, ck["models"]["dann"], "DANN")
+    ck = checkpoints.load_checkpoint(path, KIND)
+    net = build_net(ck["config"])
+    checkpoints.load_state(net, ck["models"]["dann"], "DANN")
     return net.to(device).eval(), ck
 
 
-def predict(a: argparse.Namespace) -> None:
-    d = common.setup(a.device)
-    net, _ = load_classifier(a.ckpt, d.device)
-    n = common.predict_folder(lambda x: net(x)[0], a.images, a.out, d.device, DIGIT_SIZE)
-    print(f"wrote {n} predictions to {a.out}")
+def predict(args: argparse.Namespace) -> None:
+    dist = distributed.setup(args.device)
+    net, _ = load_classifier(args.ckpt, dist.device)
+    n = evaluation.predict_folder(lambda x: net(x)[0], args.images, args.out, dist.device, DIGIT_SIZE)
+    print(f"wrote {n} predictions to {args.out}")
 
 
-def evaluate(a: argparse.Namespace) -> None:
-    check_domain(a.domain)
-    d = common.setup(a.device)
-    net, _ = load_classifier(a.ckpt, d.device)
-    data = load_digits(a.data, a.domain, a.split)
-    common.print_accuracy(lambda x: net(x)[0], data.images, data.labels, d.device, f"{a.domain}/{a.split}")
+def evaluate(args: argparse.Namespace) -> None:
+    check_domain(args.domain)
+    dist = distributed.setup(args.device)
+    net, _ = load_classifier(args.ckpt, dist.device)
+    data = load_digits(args.data, args.domain, args.split)
+    evaluation.print_accuracy(lambda x: net(x)[0], data.images, data.labels, dist.device, f"{args.domain}/{args.split}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = parse_args(argv)
-    if a.cmd == "export":
-        _, ck = load_classifier(a.ckpt, torch.device("cpu"))  # the weights fit the network
-        print(f"wrote {common.export_checkpoint(ck, a.ckpt, a.out)}")
+    args = parse_args(argv)
+    if args.cmd == "export":
+        _, ck = load_classifier(args.ckpt, torch.device("cpu"))  # the weights fit the network
+        print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out)}")
         return
-    {"train": train, "predict": predict, "eval": evaluate}[a.cmd](a)
+    {"train": train, "predict": predict, "eval": evaluate}[args.cmd](args)
 
 
 if __name__ == "__main__":
-    common.cli_main(main)
+    cli.cli_main(main)

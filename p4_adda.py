@@ -19,16 +19,18 @@ highest information-maximisation score H(mean p) - mean H(p) on unlabelled targe
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
-import common
-from common import UserError
+import checkpoints
+import cli
+import distributed
+import evaluation
+import loop
+from cli import UserError
 from datasets import (
     DIGIT_SIZE,
     DeviceSampler,
@@ -85,7 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--log-every", type=int, default=50)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    common.add_precision_arg(t)
+    distributed.add_precision_arg(t)
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
     t.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)  # checkpoint and stop here, as Ctrl-C would
@@ -103,10 +105,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     e.add_argument("--domain", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("--device", default="auto")
-    a = p.parse_args(argv)
-    if a.cmd == "train" and a.plain:
-        vars(a).update(PLAIN)
-    return a
+    args = p.parse_args(argv)
+    if args.cmd == "train" and args.plain:
+        vars(args).update(PLAIN)
+    return args
 
 
 def make_encoder(cfg: dict) -> nn.Module:
@@ -114,16 +116,9 @@ def make_encoder(cfg: dict) -> nn.Module:
     return LeNetEncoder() if cfg["encoder"] == "lenet" else BNEncoder(cfg.get("input_norm", True))
 
 
-def im_score(logits: torch.Tensor) -> float:
-    """Information maximisation H(mean p) - mean H(p): high when predictions are confident AND diverse."""
-    p = logits.float().softmax(1)
-    ent = lambda q: -(q * q.clamp_min(1e-8).log()).sum(-1)  # noqa: E731
-    return (ent(p.mean(0)) - ent(p).mean()).item()
-
-
-def gradient_penalty(critic: nn.Module, fs: torch.Tensor, ft: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+def gradient_penalty(critic: nn.Module, fs: torch.Tensor, ft: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
     """Zero-centred penalty on the critic's gradient at random interpolates of source and target features."""
-    eps = torch.rand(len(fs), 1, generator=g, device=g.device).to(fs.device)
+    eps = torch.rand(len(fs), 1, generator=rng, device=rng.device).to(fs.device)
     x = (eps * fs + (1 - eps) * ft).requires_grad_(True)
     out = critic(x)
     (grad,) = torch.autograd.grad((out[:, 1] - out[:, 0]).sum(), x, create_graph=True)
@@ -140,12 +135,12 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
             t.copy_(s)
 
 
-def build(cfg: dict, d: common.Dist) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
+def build(cfg: dict, dist: distributed.Dist) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
     """The five networks and four optimizers; each optimizer owns exactly the parameters its stage trains."""
     nets = {"source_encoder": make_encoder(cfg), "classifier": LeNetClassifier(), "target_encoder": make_encoder(cfg),
             "critic": FeatureCritic(500, cfg["critic_hidden"]), "teacher": make_encoder(cfg)}
-    nets = {k: common.prepare_model(v, d) for k, v in nets.items()}
-    adam = common.adam
+    nets = {k: distributed.prepare_model(v, dist) for k, v in nets.items()}
+    adam = distributed.adam
     opts = {"pretrain": adam([*nets["source_encoder"].parameters(), *nets["classifier"].parameters()], cfg["lr"],
                              betas=(cfg["beta1"], 0.999)),
             "critic": adam(nets["critic"].parameters(), cfg["lr_adapt"], betas=(0.5, 0.999)),
@@ -154,213 +149,212 @@ def build(cfg: dict, d: common.Dist) -> tuple[dict[str, nn.Module], dict[str, to
     return nets, opts
 
 
-def train(a: argparse.Namespace) -> None:
-    run = Path(a.run_dir or f"runs/p4/{a.source}2{a.target}")
-    if a.resume:  # the run's own settings win over the command line's (except where data and device are)
-        common.resume_args(a, run, KIND)
-    a.data = a.data or "hw3_data"
-    check_domain(a.source), check_domain(a.target)
-    if a.source == a.target:
-        raise UserError("--source and --target must differ")
-    if a.pretrain_steps < 1 or a.adapt_steps < 0 or a.selftrain_steps < 0:
-        raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
-    d = common.setup(a.device, a.seed, a.precision)
-    if d.world > 1:
-        raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
-    config = {"kind": KIND, **common.run_config(a)}
+class ADDAMethod:
+    """The three stages on one step counter: pretrain (source encoder + classifier), adapt (target encoder against
+    the critic; the source side frozen), selftrain (target encoder on the EMA teacher's balanced pseudo-labels)."""
 
-    # data: labelled source (train / validation), unlabelled target train; target dev-test only reported
-    src_train, src_val, _ = digit_splits(a.data, a.source, a.val_fraction, a.seed, a.source_test)
-    tgt_train = load_digits(a.data, a.target, "train")
-    tgt_test = load_digits(a.data, a.target, "test")  # reported for the chosen checkpoint, never used to choose
-    pick = torch.randperm(len(tgt_train.images), generator=torch.Generator().manual_seed(a.seed))[:a.select_images]
-    select_images = tgt_train.images[pick]  # unlabelled: model selection by im_score
-    g = torch.Generator(d.device).manual_seed(a.seed)
-    src = DeviceSampler(src_train, d.device, g)
-    tgt = DeviceSampler(ImageSet(tgt_train.images, tgt_train.names), d.device, g)  # labels dropped: cannot leak
-    P, A, S = a.pretrain_steps, a.adapt_steps, a.selftrain_steps
-    steps = P + A + S
-    config["total_steps"] = steps
-    run = common.open_run(run, config, a.resume, a.overwrite, d)
+    def __init__(self, args: argparse.Namespace, nets: dict[str, nn.Module], opts: dict[str, torch.optim.Optimizer],
+                 src: DeviceSampler, tgt: DeviceSampler, data: dict[str, ImageSet | torch.Tensor],
+                 dist: distributed.Dist, rng: torch.Generator, run: Path):
+        self.args, self.nets, self.opts, self.src, self.tgt, self.data = args, nets, opts, src, tgt, data
+        self.dist, self.rng, self.run = dist, rng, run
+        self.pretrain_end = args.pretrain_steps
+        self.adapt_end = args.pretrain_steps + args.adapt_steps
+        self.pbar = torch.full((10,), 0.1, device=dist.device)  # running mean of the teacher's predictions
+        self.summary: dict = {}  # source-only accuracy, each stage's best checkpoint (the ablation rows)
 
-    nets, opts = build(config, d)
-    src_enc, cls, tgt_enc, critic, teacher = (nets[k] for k in
-                                              ("source_encoder", "classifier", "target_encoder", "critic", "teacher"))
-    pbar = torch.full((10,), 0.1, device=d.device)  # running mean of the teacher's predictions (class balance)
-    step, best = 0, {"im": -float("inf"), "step": 0}
-    if a.resume:
-        ck = common.load_checkpoint(run / "last.pt", KIND)
-        for k, net in nets.items():
-            common.load_state(net, ck["models"][k], k)
-        for k, opt in opts.items():
-            opt.load_state_dict(ck["optimizers"][k])
-        step, best, pbar = ck["step"], ck["best"], ck["pbar"].to(d.device)
-        g.set_state(ck["rng"]["batches"])
-        common.set_rng_state(ck["rng"]["global"])
-    log = common.MetricLog(run, d, step)
+    def stage(self, step: int) -> str:
+        return "pretrain" if step < self.pretrain_end else "adapt" if step < self.adapt_end else "selftrain"
 
-    def stage(s: int) -> str:
-        return "pretrain" if s < P else "adapt" if s < P + A else "selftrain"
-
-    def set_modes(s: int) -> None:
+    def set_modes(self, step: int) -> None:
         """Stage 1 trains the source side; afterwards it is frozen (eval mode, no gradients)."""
-        pre = stage(s) == "pretrain"
-        for net in (src_enc, cls):
-            net.train(pre).requires_grad_(pre)
-        tgt_enc.train(), critic.train(), teacher.eval().requires_grad_(False)
+        pre = self.stage(step) == "pretrain"
+        for k in ("source_encoder", "classifier"):
+            self.nets[k].train(pre).requires_grad_(pre)
+        self.nets["target_encoder"].train(), self.nets["critic"].train()
+        self.nets["teacher"].eval().requires_grad_(False)
 
-    def enter_stage(s: int) -> None:
-        """At a stage boundary: the target encoder starts as the source encoder; the teacher as the chosen one."""
-        if s == P:
-            tgt_enc.load_state_dict(src_enc.state_dict())
-        if s == P + A:  # self-training starts from the checkpoint chosen so far (unsupervised), not the last
-            if (run / "best.pt").is_file():
-                tgt_enc.load_state_dict(common.load_checkpoint(run / "best.pt", KIND)["models"]["target_encoder"])
-            teacher.load_state_dict(tgt_enc.state_dict())
-        set_modes(s)
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        return augment_digits(x, self.rng, self.args.zoom)
 
-    def checkpoint(path: Path, full: bool = True) -> None:
-        keep = nets if full else {k: nets[k] for k in ("source_encoder", "target_encoder", "classifier")}
-        state = {"config": config, "step": step, "best": best, "models": {k: v.state_dict() for k, v in keep.items()}}
-        if full:
-            state |= {"optimizers": {k: o.state_dict() for k, o in opts.items()}, "pbar": pbar.cpu(),
-                      "rng": {"batches": g.get_state(), "global": common.rng_state()}}
-        common.save_checkpoint(path, state)
+    def update(self, step: int) -> dict[str, float]:
+        return {"pretrain": self.pretrain_step, "adapt": self.adapt_step, "selftrain": self.selftrain_step}[
+            self.stage(step)]()
 
-    def aug(x: torch.Tensor) -> torch.Tensor:
-        return augment_digits(x, g, a.zoom)
-
-    def pretrain_step() -> dict[str, float]:
-        xs, ys = src.sample(a.batch)
-        if a.texture_mix > 0:
-            xs = texture_mix(xs, tgt.sample(a.batch)[0], g, a.texture_mix)
-        if a.augment:
-            xs = aug(xs)
-        with common.autocast(d.device):
+    def pretrain_step(self) -> dict[str, float]:
+        args, (src_enc, cls) = self.args, (self.nets["source_encoder"], self.nets["classifier"])
+        xs, ys = self.src.sample(args.batch)
+        if args.texture_mix > 0:
+            xs = texture_mix(xs, self.tgt.sample(args.batch)[0], self.rng, args.texture_mix)
+        if args.augment:
+            xs = self.augment(xs)
+        with distributed.autocast(self.dist.device):
             logits = cls(src_enc(xs))
             loss = F.cross_entropy(logits, ys)
-        opts["pretrain"].zero_grad(set_to_none=True)
+        self.opts["pretrain"].zero_grad(set_to_none=True)
         loss.backward()
-        opts["pretrain"].step()
+        self.opts["pretrain"].step()
         return {"loss_cls": loss.item(), "src_acc": (logits.argmax(1) == ys).float().mean().item()}
 
-    def adapt_step() -> dict[str, float]:
-        (xs, _), (xt, _) = src.sample(a.batch), tgt.sample(a.batch)
-        if a.texture_mix > 0:
-            xs = texture_mix(xs, xt, g, a.texture_mix)
-        if a.augment:
-            xs, xt = aug(xs), aug(xt)
-        dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(d.device)  # source 0, target 1
-        with common.autocast(d.device):
+    def adapt_step(self) -> dict[str, float]:
+        args, n = self.args, self.nets
+        (xs, _), (xt, _) = self.src.sample(args.batch), self.tgt.sample(args.batch)
+        if args.texture_mix > 0:
+            xs = texture_mix(xs, xt, self.rng, args.texture_mix)
+        if args.augment:
+            xs, xt = self.augment(xs), self.augment(xt)
+        dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(self.dist.device)  # source 0, target 1
+        with distributed.autocast(self.dist.device):
             with torch.no_grad():
-                fs = src_enc(xs)
-            ft = tgt_enc(xt)
+                fs = n["source_encoder"](xs)
+            ft = n["target_encoder"](xt)
             # critic step: tell source features from target ones (its optimizer owns only the critic)
-            out = critic(torch.cat([fs, ft.detach()]))
-            loss_critic = F.cross_entropy(out.float(), dom, label_smoothing=a.smooth)
-            if a.gp > 0:
-                loss_critic = loss_critic + a.gp * gradient_penalty(critic, fs.float(), ft.detach().float(), g)
-        opts["critic"].zero_grad(set_to_none=True)
+            out = n["critic"](torch.cat([fs, ft.detach()]))
+            loss_critic = F.cross_entropy(out.float(), dom, label_smoothing=args.smooth)
+            if args.gp > 0:
+                loss_critic = loss_critic + args.gp * gradient_penalty(n["critic"], fs.float(), ft.detach().float(),
+                                                                    self.rng)
+        self.opts["critic"].zero_grad(set_to_none=True)
         loss_critic.backward()
-        opts["critic"].step()
-        with common.autocast(d.device):  # encoder step: target features the critic takes for source ones
-            loss_enc = F.cross_entropy(critic(ft).float(), dom[: len(xs)])
-        opts["target"].zero_grad(set_to_none=True)
+        self.opts["critic"].step()
+        with distributed.autocast(self.dist.device):  # encoder step: target features the critic takes for source
+            loss_enc = F.cross_entropy(n["critic"](ft).float(), dom[: len(xs)])
+        self.opts["target"].zero_grad(set_to_none=True)
         loss_enc.backward()
-        opts["target"].step()
+        self.opts["target"].step()
         return {"loss_critic": loss_critic.item(), "loss_enc": loss_enc.item(),
                 "critic_acc": (out.argmax(1) == dom).float().mean().item()}
 
-    def selftrain_step() -> dict[str, float]:
-        nonlocal pbar
-        xt, _ = tgt.sample(a.batch)
-        with torch.no_grad(), common.autocast(d.device):
-            p = cls(teacher(xt)).float().softmax(1)  # the teacher's view: the clean image
-            pbar = 0.99 * pbar + 0.01 * p.mean(0)
-            p = p / pbar  # distribution alignment: rare predicted classes are boosted, so labels stay balanced
+    def selftrain_step(self) -> dict[str, float]:
+        args, n = self.args, self.nets
+        xt, _ = self.tgt.sample(args.batch)
+        with torch.no_grad(), distributed.autocast(self.dist.device):
+            p = n["classifier"](n["teacher"](xt)).float().softmax(1)  # the teacher's view: the clean image
+            self.pbar = 0.99 * self.pbar + 0.01 * p.mean(0)
+            p = p / self.pbar  # distribution alignment: rare predicted classes are boosted, labels stay balanced
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
-            mask = (conf >= a.threshold).float()
-        with common.autocast(d.device):  # the student's view: an augmented image
-            logits = cls(tgt_enc(aug(xt)))
+            mask = (conf >= args.threshold).float()
+        with distributed.autocast(self.dist.device):  # the student's view: an augmented image
+            logits = n["classifier"](n["target_encoder"](self.augment(xt)))
             loss = (F.cross_entropy(logits.float(), pseudo, reduction="none") * mask).mean()
-        opts["selftrain"].zero_grad(set_to_none=True)
+        self.opts["selftrain"].zero_grad(set_to_none=True)
         loss.backward()
-        opts["selftrain"].step()
-        ema_update(teacher, tgt_enc, a.ema)
+        self.opts["selftrain"].step()
+        ema_update(n["teacher"], n["target_encoder"], args.ema)
         return {"loss_self": loss.item(), "mask": mask.mean().item()}
 
-    def evaluate_now() -> dict[str, float]:
-        for net in (src_enc, cls, tgt_enc):
-            net.eval()
-        out = {}
-        if step <= P:  # the source side changes in stage 1 only
-            out["val_acc"] = common.accuracy(lambda x: cls(src_enc(x)), src_val.images, src_val.labels, d.device)
-        if step >= P:  # the target encoder exists: unsupervised criterion, and the (report-only) test accuracy
-            out["im"] = im_score(common.predict_logits(lambda x: cls(tgt_enc(x)), select_images, d.device))
-            out["target_test_acc"] = common.accuracy(lambda x: cls(tgt_enc(x)), tgt_test.images, tgt_test.labels,
-                                                     d.device)
-        set_modes(step)
-        return out
+    def after_step(self, step: int) -> None:
+        """At a stage boundary: the target encoder starts as the source encoder; the teacher as the chosen one."""
+        n = self.nets
+        if step == self.pretrain_end:
+            n["target_encoder"].load_state_dict(n["source_encoder"].state_dict())
+        if step == self.adapt_end:  # self-training starts from the checkpoint chosen so far (unsupervised)
+            if (self.run / "best.pt").is_file():
+                best = checkpoints.load_checkpoint(self.run / "best.pt", KIND)
+                n["target_encoder"].load_state_dict(best["models"]["target_encoder"])
+            n["teacher"].load_state_dict(n["target_encoder"].state_dict())
+        if step in (self.pretrain_end, self.adapt_end):
+            self.set_modes(step)
 
-    steps_fn = {"pretrain": pretrain_step, "adapt": adapt_step, "selftrain": selftrain_step}
-    set_modes(step)
-    window: list[dict[str, float]] = []
-    t0 = time.time()
-    with common.GracefulStop() as stop, tqdm(total=steps, initial=step, desc=f"{a.source}->{a.target}",
-                                             dynamic_ncols=True, mininterval=2) as bar:
-        while step < steps:
-            out = steps_fn[stage(step)]()
-            step += 1
-            common.check_finite(out, step)
-            window.append(out)
-            bar.update()
-            if step in (P, P + A):
-                enter_stage(step)
-            if step % a.log_every == 0 or step in (P, P + A, steps):
-                mean = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window)
-                        for k in {k for w in window for k in w}}
-                mean["img_per_s"] = len(window) * a.batch / (time.time() - t0)
-                log.write(step, mean)
-                bar.set_description(f"{a.source}->{a.target} {stage(step - 1)}")
-                bar.set_postfix({k: f"{v:.3f}" for k, v in mean.items() if k != "img_per_s"})
-                window, t0 = [], time.time()
-            if step % a.eval_every == 0 or step in (P, P + A, steps):
-                ev = evaluate_now()
-                log.write(step, ev)
-                if step == P:
-                    best["source_only_target_test_acc"] = ev["target_test_acc"]
-                if step >= P:  # the ablation rows: each stage's best checkpoint by the same criterion
-                    by = best.setdefault("by_stage", {})
-                    if ev["im"] > by.get(stage(step - 1), {}).get("im", -float("inf")):
-                        by[stage(step - 1)] = {"im": ev["im"], "step": step, "target_test_acc": ev["target_test_acc"]}
-                if step >= P and ev["im"] > best["im"]:  # selection on unlabelled target images only
-                    best |= {"im": ev["im"], "step": step, "target_test_acc": ev["target_test_acc"],
-                             "stage": stage(step - 1)}
-                    checkpoint(run / "best.pt", full=False)
-                best["last_target_test_acc"] = ev.get("target_test_acc")
-                checkpoint(run / "last.pt")
-            if stop.requested or step == a.stop_at:
-                checkpoint(run / "last.pt")
-                if stop.requested:
-                    raise KeyboardInterrupt
-                print(f"stopped at step {step}; continue with --resume")
-                return
+    def evaluate(self, step: int) -> dict[str, float]:
+        n, dev = self.nets, self.dist.device
+        for k in ("source_encoder", "classifier", "target_encoder"):
+            n[k].eval()
+        metrics = {}
+        if step <= self.pretrain_end:  # the source side changes in stage 1 only
+            val = self.data["source_val"]
+            metrics["val_acc"] = evaluation.accuracy(lambda x: n["classifier"](n["source_encoder"](x)), val.images,
+                                                     val.labels, dev)
+        if step >= self.pretrain_end:  # the target encoder exists: the criterion, and the (report-only) test accuracy
+            classify = lambda x: n["classifier"](n["target_encoder"](x))  # noqa: E731
+            test = self.data["target_test"]
+            metrics["im"] = evaluation.im_score(evaluation.predict_logits(classify, self.data["select"], dev))
+            metrics["target_test_acc"] = evaluation.accuracy(classify, test.images, test.labels, dev)
+            self.record(step, metrics)
+        self.set_modes(step)
+        return metrics
 
-    metrics = {"source": a.source, "target": a.target, "plain": a.plain, "steps": steps, "selection": "im_score on "
-               f"{len(select_images)} unlabelled {a.target} train images", **best}
-    common.write_json(run / "metrics.json", metrics)
-    common.plot_curves(run, {"losses": ["loss_cls", "loss_critic", "loss_enc", "loss_self"],
-                             "accuracy": ["src_acc", "critic_acc", "val_acc", "target_test_acc", "mask"],
-                             "selection": ["im"]})
-    print(f"{a.source}->{a.target}: source-only {best['source_only_target_test_acc']:.4f}; chosen step {best['step']}"
-          f" ({best['stage']}), im {best['im']:.3f}, target ({a.target}) dev-test acc {best['target_test_acc']:.4f}"
-          f"  [{run}]")
+    def record(self, step: int, metrics: dict[str, float]) -> None:
+        """The summary's rows: the source-only accuracy, and each stage's best checkpoint by the same criterion."""
+        if step == self.pretrain_end:
+            self.summary["source_only_target_test_acc"] = metrics["target_test_acc"]
+        by = self.summary.setdefault("by_stage", {})
+        stage = self.stage(step - 1)
+        if metrics["im"] > by.get(stage, {}).get("im", -float("inf")):
+            by[stage] = {"im": metrics["im"], "step": step, "target_test_acc": metrics["target_test_acc"]}
+        self.summary["last_target_test_acc"] = metrics["target_test_acc"]
+
+    def score(self, metrics: dict[str, float]) -> float | None:
+        return metrics.get("im")  # from the end of stage 1 on; unlabelled target images only
+
+    def state_dict(self, full: bool) -> dict:
+        keep = self.nets if full else {k: self.nets[k] for k in ("source_encoder", "target_encoder", "classifier")}
+        state = {"models": {k: v.state_dict() for k, v in keep.items()}, "summary": self.summary}
+        if full:
+            state |= {"optimizers": {k: o.state_dict() for k, o in self.opts.items()}, "pbar": self.pbar.cpu()}
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, net in self.nets.items():
+            checkpoints.load_state(net, state["models"][k], k)
+        for k, opt in self.opts.items():
+            opt.load_state_dict(state["optimizers"][k])
+        self.pbar, self.summary = state["pbar"].to(self.dist.device), state["summary"]
+        self.set_modes(state["step"])
+
+
+def train(args: argparse.Namespace) -> None:
+    run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
+    resume = checkpoints.resume_args(args, run, KIND) if args.resume else None  # the run's own settings win
+    args.data = args.data or "hw3_data"
+    check_domain(args.source), check_domain(args.target)
+    if args.source == args.target:
+        raise UserError("--source and --target must differ")
+    if args.pretrain_steps < 1 or args.adapt_steps < 0 or args.selftrain_steps < 0:
+        raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
+    dist = distributed.setup(args.device, args.seed, args.precision)
+    if dist.world > 1:
+        raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
+    config = {"kind": KIND, **checkpoints.run_config(args)}
+
+    # data: labelled source (train / validation), unlabelled target train; target dev-test only reported
+    src_train, src_val, _ = digit_splits(args.data, args.source, args.val_fraction, args.seed, args.source_test)
+    tgt_train = load_digits(args.data, args.target, "train")
+    pick = torch.randperm(len(tgt_train.images), generator=torch.Generator().manual_seed(args.seed))
+    data = {"source_val": src_val, "select": tgt_train.images[pick[:args.select_images]],  # unlabelled: selection
+            "target_test": load_digits(args.data, args.target, "test")}  # reported for the chosen checkpoint only
+    rng = torch.Generator(dist.device).manual_seed(args.seed)
+    src = DeviceSampler(src_train, dist.device, rng)
+    tgt = DeviceSampler(ImageSet(tgt_train.images, tgt_train.names), dist.device, rng)  # labels dropped
+    steps = args.pretrain_steps + args.adapt_steps + args.selftrain_steps
+    config["total_steps"] = steps
+    run = checkpoints.open_run(run, config, args.resume, args.overwrite, dist)
+
+    nets, opts = build(config, dist)
+    method = ADDAMethod(args, nets, opts, src, tgt, data, dist, rng, run)
+    method.set_modes(0)
+    plan = loop.Schedule(steps, args.log_every, args.eval_every, stop_at=args.stop_at, images_per_step=args.batch,
+                         boundaries=(method.pretrain_end, method.adapt_end), desc=f"{args.source}->{args.target}")
+    best = loop.run(method, run, config, rng, plan, True, resume)
+    if "stopped" in best:
+        return
+    metrics = {"source": args.source, "target": args.target, "plain": args.plain, "steps": steps,
+               "selection": f"im_score on {len(data['select'])} unlabelled {args.target} train images",
+               "im": best["im"], "step": best["step"], "stage": method.stage(best["step"] - 1),
+               "target_test_acc": best["target_test_acc"], **method.summary}
+    cli.write_json(run / "metrics.json", metrics)
+    checkpoints.plot_curves(run, {"losses": ["loss_cls", "loss_critic", "loss_enc", "loss_self"],
+                                  "accuracy": ["src_acc", "critic_acc", "val_acc", "target_test_acc", "mask"],
+                                  "selection": ["im"]})
+    print(f"{args.source}->{args.target}: source-only {metrics['source_only_target_test_acc']:.4f}; chosen step "
+          f"{best['step']} ({metrics['stage']}), im {best['im']:.3f}, target ({args.target}) dev-test acc "
+          f"{best['target_test_acc']:.4f}  [{run}]")
 
 
 def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | None, nn.Module, nn.Module, dict]:
     """(source encoder, target encoder, classifier, checkpoint) of a P4 checkpoint, in eval mode.
     A shipped checkpoint holds no source encoder: it comes back as None."""
-    ck = common.load_checkpoint(path, KIND)
+    ck = checkpoints.load_checkpoint(path, KIND)
     nets = {}
     for k in ("source_encoder", "target_encoder", "classifier"):
         if k not in ck["models"]:
@@ -369,35 +363,36 @@ def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | No
                 continue
             raise UserError(f"{path} holds no {k.replace('_', ' ')}")
         net = LeNetClassifier() if k == "classifier" else make_encoder(ck["config"])
-        common.load_state(net, ck["models"][k], k.replace("_", " "))
+        checkpoints.load_state(net, ck["models"][k], k.replace("_", " "))
         nets[k] = net.float().to(device).eval()
     return nets["source_encoder"], nets["target_encoder"], nets["classifier"], ck
 
 
-def export(a: argparse.Namespace) -> None:
-    *_, ck = load_encoders(a.ckpt, "cpu")  # the weights fit the networks
-    print(f"wrote {common.export_checkpoint(ck, a.ckpt, a.out, keep=('target_encoder', 'classifier'))}")
+def export(args: argparse.Namespace) -> None:
+    *_, ck = load_encoders(args.ckpt, "cpu")  # the weights fit the networks
+    print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=('target_encoder', 'classifier'))}")
 
 
-def predict(a: argparse.Namespace) -> None:
-    d = common.setup(a.device)
-    _, enc, cls, _ = load_encoders(a.ckpt, d.device)
-    n = common.predict_folder(lambda x: cls(enc(x)), a.images, a.out, d.device, DIGIT_SIZE)
-    print(f"wrote {n} predictions to {a.out}")
+def predict(args: argparse.Namespace) -> None:
+    dist = distributed.setup(args.device)
+    _, enc, cls, _ = load_encoders(args.ckpt, dist.device)
+    n = evaluation.predict_folder(lambda x: cls(enc(x)), args.images, args.out, dist.device, DIGIT_SIZE)
+    print(f"wrote {n} predictions to {args.out}")
 
 
-def evaluate(a: argparse.Namespace) -> None:
-    check_domain(a.domain)
-    d = common.setup(a.device)
-    _, enc, cls, _ = load_encoders(a.ckpt, d.device)
-    data = load_digits(a.data, a.domain, a.split)
-    common.print_accuracy(lambda x: cls(enc(x)), data.images, data.labels, d.device, f"{a.domain}/{a.split}")
+def evaluate(args: argparse.Namespace) -> None:
+    check_domain(args.domain)
+    dist = distributed.setup(args.device)
+    _, enc, cls, _ = load_encoders(args.ckpt, dist.device)
+    data = load_digits(args.data, args.domain, args.split)
+    evaluation.print_accuracy(lambda x: cls(enc(x)), data.images, data.labels, dist.device,
+                              f"{args.domain}/{args.split}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    a = parse_args(argv)
-    {"train": train, "export": export, "predict": predict, "eval": evaluate}[a.cmd](a)
+    args = parse_args(argv)
+    {"train": train, "export": export, "predict": predict, "eval": evaluate}[args.cmd](args)
 
 
 if __name__ == "__main__":
-    common.cli_main(main)
+    cli.cli_main(main)

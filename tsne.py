@@ -9,14 +9,17 @@ import argparse
 
 import torch
 
-import common
-from common import UserError
+import checkpoints
+import cli
+import distributed
+import evaluation
+from cli import UserError
 from datasets import check_domain, load_digits
 
 
 def feature_fns(ckpt_path: str, device: torch.device):
     """(source feature fn, target feature fn, checkpoint config) for a P3 or P4 checkpoint."""
-    ck = common.load_checkpoint(ckpt_path)
+    ck = checkpoints.load_checkpoint(ckpt_path)
     kind = ck["config"].get("kind")
     if kind == "p3_dann":
         from p3_dann import load_classifier
@@ -34,9 +37,9 @@ def feature_fns(ckpt_path: str, device: torch.device):
     raise UserError(f"{ckpt_path} is a '{kind}' checkpoint; t-SNE needs a P3 or P4 digit model")
 
 
-def cap_per_class(labels: torch.Tensor, per_class: int, g: torch.Generator) -> torch.Tensor:
+def cap_per_class(labels: torch.Tensor, per_class: int, rng: torch.Generator) -> torch.Tensor:
     """Indices of at most `per_class` randomly chosen images of each class."""
-    perm = torch.randperm(len(labels), generator=g)
+    perm = torch.randperm(len(labels), generator=rng)
     keep = torch.cat([perm[labels[perm] == c][:per_class] for c in labels.unique()])
     return keep.sort().values
 
@@ -52,28 +55,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    a = p.parse_args(argv)
+    args = p.parse_args(argv)
 
-    d = common.setup(a.device, a.seed)
-    src_fn, tgt_fn, config = feature_fns(a.ckpt, d.device)
-    source = config["source"] if a.source is None else a.source
-    target = config["target"] if a.target is None else a.target
+    dist = distributed.setup(args.device, args.seed)
+    src_fn, tgt_fn, config = feature_fns(args.ckpt, dist.device)
+    source = config["source"] if args.source is None else args.source
+    target = config["target"] if args.target is None else args.target
     check_domain(source), check_domain(target)
-    out = common.make_folder(a.out_dir)
+    out = cli.make_folder(args.out_dir)
 
-    g = torch.Generator().manual_seed(a.seed)
+    rng = torch.Generator().manual_seed(args.seed)
     feats, labels, domains = [], [], []
     for k, (name, fn) in enumerate(((source, src_fn), (target, tgt_fn))):
-        data = load_digits(a.data, name, a.split)
-        idx = cap_per_class(data.labels, a.per_class, g)
-        feats.append(common.predict_logits(fn, data.images[idx], d.device).flatten(1))
+        data = load_digits(args.data, name, args.split)
+        idx = cap_per_class(data.labels, args.per_class, rng)
+        feats.append(evaluation.predict_logits(fn, data.images[idx], dist.device).flatten(1))
         labels.append(data.labels[idx])
         domains.append(torch.full((len(idx),), k))
     x, y, dom = torch.cat(feats).numpy(), torch.cat(labels).numpy(), torch.cat(domains).numpy()
 
     from sklearn.manifold import TSNE
 
-    emb = TSNE(2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3), random_state=a.seed).fit_transform(x)
+    emb = TSNE(2, init="pca", perplexity=min(30.0, (len(x) - 1) / 3), random_state=args.seed).fit_transform(x)
 
     import matplotlib
 
@@ -97,4 +100,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    common.cli_main(main)
+    cli.cli_main(main)

@@ -3,7 +3,7 @@
 The conventional pipeline is the usual way: a Dataset that opens each PNG with PIL per item, torchvision
 transforms, a DataLoader with worker processes, and an fp32 model. Ours is what the training scripts do:
 decode once (cached uint8 tensor), draw batches by index on the training device, train through
-common.prepare_model / common.autocast / common.adam (fused Adam). "ours, fp32" is the default on CPU
+distributed.prepare_model / distributed.autocast / distributed.adam (fused Adam). "ours, fp32" is the default on CPU
 (`--precision auto`); "ours, bf16" is `--precision bf16` (bf16 autocast + channels_last, for CPUs with native
 bf16; the default on CUDA). Each measurement runs in a fresh process.
 
@@ -27,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import common  # noqa: E402
+import distributed  # noqa: E402
 from datasets import DeviceSampler, load_digits, load_faces  # noqa: E402
 from models import DANN, DCGANDiscriminator, DCGANGenerator, dann_coeff  # noqa: E402
 
@@ -67,12 +67,12 @@ PIPELINES = (("ours", True), ("ours", False), ("conventional", False))  # (data 
 
 def prepared(net: torch.nn.Module) -> torch.nn.Module:
     """The model as the training scripts prepare it (channels_last under bf16; plain fp32 otherwise)."""
-    return common.prepare_model(net, common.Dist(0, 1, CPU))
+    return distributed.prepare_model(net, distributed.Dist(0, 1, CPU))
 
 
 def dann_step(net, opt, xs, ys, xt, p):
     net.domain_classifier.reverse.coeff = dann_coeff(p)
-    with common.autocast(CPU):  # a no-op unless the process runs --precision bf16
+    with distributed.autocast(CPU):  # a no-op unless the process runs --precision bf16
         logits, dom = net(torch.cat([xs, xt]))
     dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long()
     loss = F.cross_entropy(logits[: len(xs)].float(), ys) + F.cross_entropy(dom.float(), dom_true)
@@ -85,13 +85,13 @@ def gan_step(g, d, opt_g, opt_d, real):
     z = torch.randn(len(real), 100)
     ones, zeros = torch.ones(len(real)), torch.zeros(len(real))
     bce = F.binary_cross_entropy_with_logits
-    with common.autocast(CPU):  # a no-op unless the process runs --precision bf16
+    with distributed.autocast(CPU):  # a no-op unless the process runs --precision bf16
         fake = g(z)
         loss_d = bce(d(real).float(), ones) + bce(d(fake.detach()).float(), zeros)
     opt_d.zero_grad()
     loss_d.backward()
     opt_d.step()
-    with common.autocast(CPU):  # a no-op unless the process runs --precision bf16
+    with distributed.autocast(CPU):  # a no-op unless the process runs --precision bf16
         loss_g = bce(d(fake).float(), ones)
     opt_g.zero_grad()
     loss_g.backward()
@@ -128,7 +128,7 @@ def bench_dann(root: Path, pipeline: str, steps: int, warmup: int, workers: int,
                         base / d / "train.csv", "label", 28, batch, workers, g) for d in ("usps", "mnistm"))
     torch.manual_seed(0)
     net = prepared(DANN(input_norm=True))
-    opt = (common.adam if pipeline == "ours" else torch.optim.Adam)(net.parameters(), 2e-4)
+    opt = (distributed.adam if pipeline == "ours" else torch.optim.Adam)(net.parameters(), 2e-4)
 
     def step(i):
         (xs, ys), (xt, _) = src(), tgt()
@@ -144,7 +144,7 @@ def bench_dcgan(root: Path, pipeline: str, steps: int, warmup: int, workers: int
                    root / "face" / "train.csv", "Smiling", 64, batch, workers, torch.Generator().manual_seed(0))
     torch.manual_seed(0)
     g, d = prepared(DCGANGenerator()), prepared(DCGANDiscriminator())
-    adam = common.adam if pipeline == "ours" else torch.optim.Adam
+    adam = distributed.adam if pipeline == "ours" else torch.optim.Adam
     opt_g, opt_d = (adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
     return timed(lambda i: gan_step(g, d, opt_g, opt_d, real()[0]), steps, warmup)
 
@@ -199,11 +199,11 @@ def main() -> None:
         bench, variant = a.one.split(":")
         fn, steps = benches[bench]
         pipeline, bf16 = PIPELINES[int(variant)]
-        common.set_precision("bf16" if bf16 else "fp32", CPU)  # for this whole process, as --precision does
+        distributed.set_precision("bf16" if bf16 else "fp32", CPU)  # for this whole process, as --precision does
         print(fn(root, pipeline, steps, 2, a.workers))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-          f"conventional DataLoader with {a.workers} workers; native CPU bf16: {common.cpu_bf16()}; "
+          f"conventional DataLoader with {a.workers} workers; native CPU bf16: {distributed.cpu_bf16()}; "
           f"min / median / max over {a.repeats} repeats\n")
     print("| benchmark | ours, bf16 | ours, fp32 (CPU default) | conventional | ours bf16 / conventional | "
           "ours fp32 / conventional |")

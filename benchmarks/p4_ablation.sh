@@ -6,7 +6,7 @@
 # Usage: bash benchmarks/p4_ablation.sh [DATA_ROOT] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${1:-/work/hw3_data}; out=${2:-/work/exp}
+data=${1:-hw3_data}; out=${2:-runs/exp}
 export OMP_NUM_THREADS=1
 t() { python p4_adda.py train --data "$data" --overwrite "$@"; }
 

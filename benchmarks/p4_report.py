@@ -1,7 +1,7 @@
 """Print P4 ablation rows from the run folders of benchmarks/p4_ablation.sh: per stage, the target dev-test
 accuracy of the checkpoint the im-score picked, as mean +- std over a run and its seed copies (<name>_s1, _s2).
 
-  python benchmarks/p4_report.py /work/exp p4_u2m_full p4_m2u_full p4_mn2m_st_tex
+  python benchmarks/p4_report.py runs/exp p4_u2m_full p4_m2u_full p4_mn2m_st_tex
 """
 from __future__ import annotations
 

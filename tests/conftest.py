@@ -51,7 +51,7 @@ def run_main(main, *args: str) -> subprocess.CompletedProcess:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            from common import cli_main
+            from cli import cli_main
 
             cli_main(lambda _: main(list(args)))
             code = 0

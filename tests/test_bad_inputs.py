@@ -2,7 +2,7 @@
 
 Each case either fails cleanly (exit code != 0, a last stderr line "error: ..." naming the problem, no traceback,
 nothing of the user's changed) or, where skipping is the sensible behaviour, warns on one line and writes correct
-output. Python CLIs run in this process through common.cli_main (fast); the .sh wrappers run as subprocesses.
+output. Python CLIs run in this process through cli.cli_main (fast); the .sh wrappers run as subprocesses.
 Count: `python -m pytest tests/test_bad_inputs.py --collect-only -q | tail -1`.
 """
 from __future__ import annotations

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common import DataWarning, UserError
+from cli import DataWarning, UserError
 from datasets import (
     DeviceSampler,
     ImageSet,

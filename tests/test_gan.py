@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from conftest import ROOT, assert_clean_error, run_cli
 from PIL import Image
 
-import common
+import checkpoints
+import cli
 import gan
 import p1_dcgan
 import p2_acgan
@@ -27,11 +28,11 @@ FIG2 = (10 * 64 + 11 * 2, 2 * 64 + 3 * 2)  # 2x10 faces: (662, 134)
 TINY = ["--steps", "2", "--batch", "8", "--log-every", "1", "--sample-every", "1", "--ckpt-every", "2"]
 
 
-def cli(module, args: list[str], monkeypatch, capsys) -> SimpleNamespace:
-    """Run a script's main through common.cli_main in this process: (returncode, stdout, stderr)."""
+def in_process(module, args: list[str], monkeypatch, capsys) -> SimpleNamespace:
+    """Run a script's main through cli.cli_main in this process: (returncode, stdout, stderr)."""
     monkeypatch.setattr(sys, "argv", [module.__file__, *args])
     with pytest.raises(SystemExit) as exc:
-        common.cli_main(module.main)
+        cli.cli_main(module.main)
     out = capsys.readouterr()
     return SimpleNamespace(returncode=exc.value.code, stdout=out.out, stderr=out.err)
 
@@ -111,13 +112,15 @@ def test_resume_is_exact(demo_root, tmp_path, module):
     module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume"])
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
     assert a["step"] == b["step"] == 4
-    for net in ("G", "D"):
+    assert set(a["models"]) == {"G", "D", "G_ema"}  # the default run keeps a weight average
+    for net in ("G", "D", "G_ema"):
         for k, v in a["models"][net].items():
             assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
+    for net in ("G", "D"):
         for sa, sb in zip(a["optimizers"][net]["state"].values(), b["optimizers"][net]["state"].values()):
             assert all(torch.equal(sa[k], sb[k]) for k in sa), f"{net} optimizer state differs after resume"
     assert (tmp_path / "a" / "curves.png").is_file() and (tmp_path / "a" / "samples" / "step_000004.png").is_file()
-    assert len(common.read_metrics(tmp_path / "b" / "metrics.jsonl")) == 4
+    assert len(checkpoints.read_metrics(tmp_path / "b" / "metrics.jsonl")) == 4
 
 
 def test_sample_is_deterministic_and_sized(shipped, tmp_path):
@@ -157,18 +160,18 @@ def test_fid_self_zero_noise_large(demo_root):
 
 
 def test_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
-    r = cli(p2_acgan, ["train", "--data", str(demo_root), "--attr", "Dimples", "--run-dir", str(tmp_path / "r"), *TINY],
-            monkeypatch, capsys)
+    r = in_process(p2_acgan, ["train", "--data", str(demo_root), "--attr", "Dimples", "--run-dir",
+                              str(tmp_path / "r"), *TINY], monkeypatch, capsys)
     assert_clean_error(r, "Dimples")
     (tmp_path / "empty" / "face" / "train").mkdir(parents=True)
-    r = cli(p1_dcgan, ["train", "--data", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "r"), *TINY],
-            monkeypatch, capsys)
+    r = in_process(p1_dcgan, ["train", "--data", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "r"), *TINY],
+                   monkeypatch, capsys)
     assert_clean_error(r, "no images")
-    r = cli(p1_dcgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out", str(tmp_path / "f.jpg")],
-            monkeypatch, capsys)
+    r = in_process(p1_dcgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out",
+                                str(tmp_path / "f.jpg")], monkeypatch, capsys)
     assert_clean_error(r, "p2_acgan", "p1_dcgan")
-    r = cli(p2_acgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out", str(tmp_path / "f.gif")],
-            monkeypatch, capsys)
+    r = in_process(p2_acgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out",
+                                str(tmp_path / "f.gif")], monkeypatch, capsys)
     assert_clean_error(r, ".jpg")
 
 
@@ -197,3 +200,80 @@ def test_dcgan_two_ranks_match_one_process_with_the_whole_batch(demo_root, tmp_p
     ddp, one, half = (flat_weights(tmp_path / run) for run in ("ddp", "one", "half"))
     assert ((ddp - one).abs() > 1e-5).float().mean() < 1e-3       # the same step, up to float noise
     assert ((ddp - half).abs() > 1e-5).float().mean() > 1e-2      # unlike what one rank alone would do
+
+
+class Recorder:
+    """An augmentation that records what it is given and shifts it by a constant (so its use is visible)."""
+
+    def __init__(self):
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x)
+        return x + 0.25
+
+
+def test_discriminator_sees_every_image_augmented():
+    """DiffAugment sits in front of D for real and fake images, in the D step and in the G step."""
+    nets = make_nets(DCGANGenerator(), DCGANDiscriminator())
+    nets.augment = Recorder()
+    real, z = torch.rand(4, 3, 64, 64) * 2 - 1, torch.randn(4, Z_DIM)
+    fake = nets.G(z)
+    p1_dcgan.d_step(nets, real, fake)
+    assert len(nets.augment.seen) == 2 and nets.augment.seen[0] is real
+    assert torch.equal(nets.augment.seen[1], fake.detach())
+    p1_dcgan.g_step(nets, fake)
+    assert len(nets.augment.seen) == 3 and nets.augment.seen[2] is fake
+
+
+def test_generator_gradient_flows_through_diffaugment():
+    from augment import POLICIES, DiffAugment
+
+    nets = make_nets(DCGANGenerator(), DCGANDiscriminator())
+    nets.augment = DiffAugment(POLICIES, torch.Generator().manual_seed(0))
+    fake = nets.G(torch.randn(4, Z_DIM))
+    assert not torch.equal(nets.augment(fake), fake)  # it does change the images
+    p1_dcgan.g_step(nets, fake)
+    assert all(p.grad is not None for p in nets.G.parameters())
+    assert sum(p.grad.abs().sum() for p in nets.G.parameters()) > 0
+
+
+def test_diffaugment_ranks_slice_the_global_batch():
+    """Two ranks with 4 images each augment exactly as one process with the 8 (same seed)."""
+    from augment import POLICIES, DiffAugment
+
+    x = torch.rand(8, 3, 16, 16) * 2 - 1
+    whole = DiffAugment(POLICIES, torch.Generator().manual_seed(1))(x)
+    halves = [DiffAugment(POLICIES, torch.Generator().manual_seed(1), rank, 2)(x.chunk(2)[rank]) for rank in (0, 1)]
+    assert torch.equal(torch.cat(halves), whole)
+
+
+def test_diffaugment_transforms_by_hand():
+    from augment import Draw, cutout, parse_policy, translation
+
+    x = torch.arange(64.0).view(1, 1, 8, 8)
+    moved = translation(x, Draw(torch.Generator().manual_seed(0)))  # a shift of up to 1 px, zero filled
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)
+              if torch.equal(moved, torch.nn.functional.pad(x, (1, 1, 1, 1))[..., 1 + dy:9 + dy, 1 + dx:9 + dx])]
+    assert len(shifts) == 1
+    holed = cutout(torch.ones(2, 3, 8, 8), Draw(torch.Generator().manual_seed(0)))
+    assert ((holed == 0).sum((1, 2, 3)) <= 3 * 16).all() and (holed == 0).any()  # one 4x4 square at most
+    assert parse_policy("none") == () and parse_policy("color, cutout") == ("color", "cutout")
+    with pytest.raises(ValueError, match="flip"):
+        parse_policy("color,flip")
+
+
+def test_ema_update_by_hand():
+    net = nn.Sequential(nn.Linear(1, 1, bias=False), nn.BatchNorm1d(1))
+    nn.init.zeros_(net[0].weight)
+    ema = gan.EMA(net, decay=0.5)
+    net[0].weight.data.fill_(2.0)
+    net[1].running_mean.fill_(7.0)
+    ema.update(net, step=1000)                      # decay min(0.5, 1001/1010) = 0.5: 0 -> 1
+    assert ema.net[0].weight.item() == pytest.approx(1.0)
+    assert ema.net[1].running_mean.item() == 7.0    # statistics are copied, not averaged
+    ema.update(net, step=1000)                      # 1 -> 1.5
+    assert ema.net[0].weight.item() == pytest.approx(1.5)
+    ema.update(net, step=0)                         # warm-up: decay 1/10, so mostly the current weights
+    assert ema.net[0].weight.item() == pytest.approx(0.1 * 1.5 + 0.9 * 2.0)
+    assert not any(p.requires_grad for p in ema.net.parameters())

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import distributed
 from models import (
     DANN,
     ACGANDiscriminator,
@@ -93,7 +94,7 @@ def test_global_batchnorm_equals_batchnorm_in_one_process(tmp_path):
     statistics of nn.BatchNorm2d (the 2-rank equality is tested end to end in test_gan.py)."""
     import torch.distributed as dist
 
-    from common import GlobalBatchNorm, global_batchnorm
+    from distributed import GlobalBatchNorm, global_batchnorm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:
@@ -117,17 +118,43 @@ def test_global_batchnorm_equals_batchnorm_in_one_process(tmp_path):
 
 
 def test_precision_choices():
-    import common
-
     cpu = torch.device("cpu")
-    common.set_precision("fp32", cpu)
-    assert common.precision(cpu) == "fp32" and common.precision(torch.device("cuda")) == "fp32"
-    common.set_precision("auto", cpu)
-    assert common.precision(cpu) == "fp32" and common.precision(torch.device("cuda")) == "bf16 autocast"
-    if common.cpu_bf16():
-        common.set_precision("bf16", cpu)
-        with common.autocast(cpu):
+    distributed.set_precision("fp32", cpu)
+    assert distributed.precision(cpu) == "fp32" and distributed.precision(torch.device("cuda")) == "fp32"
+    distributed.set_precision("auto", cpu)
+    assert distributed.precision(cpu) == "fp32" and distributed.precision(torch.device("cuda")) == "bf16 autocast"
+    if distributed.cpu_bf16():
+        distributed.set_precision("bf16", cpu)
+        with distributed.autocast(cpu):
             assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.bfloat16
-        with common.autocast(cpu, training=False):  # predictions on CPU stay fp32
+        with distributed.autocast(cpu, training=False):  # predictions on CPU stay fp32
             assert torch.nn.Linear(4, 4)(torch.randn(2, 4)).dtype == torch.float32
-    common.set_precision("auto", cpu)
+    distributed.set_precision("auto", cpu)
+
+
+def test_adabn_recomputes_batchnorm_statistics_on_the_given_images():
+    import evaluation
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(3 * 2 * 2))
+    images = torch.randint(0, 256, (64, 3, 2, 2), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    evaluation.recompute_bn_stats(net, images, torch.device("cpu"), batch=64)  # one batch: the set's statistics
+    x = (images.float() / 127.5 - 1).flatten(1)
+    assert torch.allclose(net[1].running_mean, x.mean(0), atol=1e-5)
+    assert torch.allclose(net[1].running_var, x.var(0), atol=1e-4)
+    assert not net.training and net[1].momentum == 0.1  # back to eval mode, momentum restored
+
+
+def test_domain_bn_keeps_the_domains_statistics_apart():
+    """With n_source the source half passes the feature extractor's BatchNorm with its own batch statistics: what the
+    target half holds cannot change the source features (without it, it does)."""
+    torch.manual_seed(0)
+    net = DANN(True, "bn").train()
+    seen = []
+    net.label_classifier.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0][:8].detach()))
+    xs, xt = torch.randn(8, 3, 28, 28), torch.randn(8, 3, 28, 28)
+    for n_source in (8, None):
+        for t in (xt, torch.rand(8, 3, 28, 28) ** 4):  # per-image normalisation would undo an affine change
+            torch.manual_seed(1)  # the same dropout masks
+            net(torch.cat([xs, t]), n_source=n_source)
+    assert torch.allclose(seen[0], seen[1], atol=1e-5)
+    assert not torch.allclose(seen[2], seen[3], atol=1e-3)

@@ -11,7 +11,8 @@ import pytest
 import torch
 from conftest import ROOT, assert_clean_error, run_cli
 
-import common
+import checkpoints
+import distributed
 
 SHORT = ["--pretrain-steps", "20", "--adapt-steps", "20", "--selftrain-steps", "10", "--batch", "32",
          "--eval-every", "10", "--log-every", "5", "--device", "cpu"]
@@ -39,7 +40,7 @@ def test_optimizers_own_only_their_stage():
     import p4_adda
 
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm"])
-    nets, opts = p4_adda.build(vars(a), common.Dist(0, 1, torch.device("cpu")))
+    nets, opts = p4_adda.build(vars(a), distributed.Dist(0, 1, torch.device("cpu")))
     ids = lambda *names: {id(p) for n in names for p in nets[n].parameters()}  # noqa: E731
     owned = {k: {id(p) for grp in o.param_groups for p in grp["params"]} for k, o in opts.items()}
     assert owned["critic"] == ids("critic")
@@ -123,10 +124,40 @@ def test_bad_inputs(demo_root, adapted, tmp_path):
     assert_clean_error(run_cli("p4_adda.py", "predict", "--ckpt", str(adapted / "best.pt"), "--images",
                                str(tmp_path / "nope"), "--out", str(tmp_path / "p.csv")), "not found")
     p3 = tmp_path / "p3.pt"
-    common.save_checkpoint(p3, {"config": {"kind": "p3_dann"}, "models": {"dann": {}}})
+    checkpoints.save_checkpoint(p3, {"config": {"kind": "p3_dann"}, "models": {"dann": {}}})
     assert_clean_error(run_cli("p4_adda.py", "predict", "--ckpt", str(p3), "--images", str(demo_root), "--out",
                                str(tmp_path / "p.csv")), "p3_dann")
     assert_clean_error(run_cli("p4_adda.py", "eval", "--ckpt", str(adapted / "best.pt"), "--data", str(demo_root),
                                "--domain", "nope"), "nope")
     assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(tmp_path), "--source", "usps", "--target",
                                "mnistm", "--run-dir", str(tmp_path / "r")), "usps")
+
+
+def test_teacher_ema_update_by_hand():
+    from p4_adda import ema_update
+
+    teacher = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    student = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    torch.nn.init.constant_(teacher[0].weight, 1.0)
+    torch.nn.init.constant_(student[0].weight, 3.0)
+    student[1].running_mean.fill_(2.0)
+    student[1].num_batches_tracked.fill_(7)
+    ema_update(teacher, student, decay=0.75)
+    assert teacher[0].weight.item() == pytest.approx(0.75 * 1 + 0.25 * 3)
+    assert teacher[1].running_mean.item() == pytest.approx(0.25 * 2)   # BN statistics are averaged too
+    assert teacher[1].num_batches_tracked.item() == 7                  # integer buffers are copied
+    assert student[0].weight.item() == 3.0                             # the student is untouched
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """For a linear critic the gradient of (logit_1 - logit_0) is W[1] - W[0] everywhere: the penalty is its norm^2."""
+    from p4_adda import gradient_penalty
+
+    critic = torch.nn.Linear(4, 2)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[1.0, 0, 2, 0], [0, 3, 0, 1]]))
+    fs, ft = torch.randn(8, 4), torch.randn(8, 4)
+    gp = gradient_penalty(critic, fs, ft, torch.Generator().manual_seed(0))
+    assert gp.item() == pytest.approx((torch.tensor([-1.0, 3, -2, 1]) ** 2).sum().item())
+    gp.backward()  # differentiable: it trains the critic
+    assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import ROOT, assert_clean_error, run_cli, run_main
 
-import common
+import checkpoints
 import p1_dcgan
 import p3_dann
 
@@ -51,13 +51,13 @@ def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path, problem):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    step = common.load_checkpoint(run / "last.pt", kind)["step"]
+    step = checkpoints.load_checkpoint(run / "last.pt", kind)["step"]
     assert step >= 1
     if problem == "p3":
         r = run_cli(*cmd[1:], "--resume", "--stop-at", str(step + 3), check=True)
     else:
         r = run_cli(*p1_cmd(demo_root, run, steps=str(step + 3))[1:], "--resume", check=True)
-    assert common.load_checkpoint(run / "last.pt", kind)["step"] == step + 3, r.stdout
+    assert checkpoints.load_checkpoint(run / "last.pt", kind)["step"] == step + 3, r.stdout
 
 
 @pytest.mark.parametrize("problem,delay", [("p3", 0.3), ("p3", 1.1), ("p3", 2.3), ("p1", 0.2), ("p1", 0.9),
@@ -76,7 +76,7 @@ def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root
     time.sleep(delay)
     proc.kill()
     proc.wait()
-    ck = common.load_checkpoint(run / "last.pt", kind)
+    ck = checkpoints.load_checkpoint(run / "last.pt", kind)
     assert ck["step"] >= 1 and "optimizers" in ck
     step = ck["step"]
     if problem == "p3":
@@ -84,7 +84,7 @@ def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root
     else:
         r = run_cli(*p1_cmd(demo_root, run, steps=str(step + 2))[1:], "--resume")
     assert r.returncode == 0, r.stderr
-    assert common.load_checkpoint(run / "last.pt", kind)["step"] == step + 2
+    assert checkpoints.load_checkpoint(run / "last.pt", kind)["step"] == step + 2
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, monkeypatch):
@@ -101,7 +101,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, m
     r = run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps",
                  "--steps", "40", "--batch", "16", "--eval-every", "5", "--run-dir", str(run))
     assert_clean_error(r, "non-finite", "step 11")
-    ck = common.load_checkpoint(run / "last.pt", "p3_dann")
+    ck = checkpoints.load_checkpoint(run / "last.pt", "p3_dann")
     assert ck["step"] == 10
     assert all(torch.isfinite(v).all() for v in ck["models"]["dann"].values() if v.is_floating_point())
 
@@ -120,7 +120,7 @@ def test_gan_divergence_stops_with_the_step_and_keeps_last_good(demo_root, tmp_p
     r = run_main(p1_dcgan.main, "train", "--data", str(demo_root), "--steps", "20", "--batch", "8",
                  "--ckpt-every", "2", "--log-every", "1", "--run-dir", str(run))
     assert_clean_error(r, "non-finite", "step 5")
-    ck = common.load_checkpoint(run / "last.pt", "p1_dcgan")
+    ck = checkpoints.load_checkpoint(run / "last.pt", "p1_dcgan")
     assert ck["step"] == 4
     assert all(torch.isfinite(v).all() for net in ("G", "D") for v in ck["models"][net].values()
                if v.is_floating_point())

@@ -1,0 +1,94 @@
+"""Classification helpers of P3 / P4: batched prediction, accuracy, AdaBN, prediction CSVs, and scores for choosing
+a model without target labels."""
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from cli import check_output_file
+from datasets import load_folder, to_unit
+from distributed import autocast
+
+
+@torch.inference_mode()
+def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, device: torch.device,
+                   batch: int = 1024) -> torch.Tensor:
+    """Logits of `model` on uint8 images (N, 3, H, W), batched, under inference_mode; returned on CPU."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = to_unit(images[i:i + batch].to(device, non_blocking=True))
+        with autocast(device, training=False):
+            out.append(model(x).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def recompute_bn_stats(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512,
+                       max_images: int = 20000, seed: int = 0) -> None:
+    """AdaBN: re-estimate every BatchNorm's running statistics on `images` (uint8, unlabelled), in place."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
+    model.train()
+    for i in range(0, len(idx), batch):
+        with autocast(device, training=False):
+            model(to_unit(images[idx[i:i + batch]].to(device)))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
+def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+             device: torch.device) -> float:
+    """Top-1 accuracy of `model` on a labelled image tensor."""
+    return (predict_logits(model, images, device).argmax(1) == labels.cpu()).float().mean().item()
+
+
+def print_accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+                   device: torch.device, where: str) -> None:
+    """Print the top-1 accuracy of `model` on a labelled split, overall and per class (the eval sub-commands)."""
+    pred, labels = predict_logits(model, images, device).argmax(1), labels.cpu()
+    print(f"accuracy on {where} ({len(labels)} images): {(pred == labels).float().mean().item():.4f}")
+    print("per class: " + ", ".join(f"{c} {(pred[labels == c] == c).float().mean().item():.3f}"
+                                    for c in labels.unique().tolist()))
+
+
+def write_predictions(path: str | Path, names: list[str], labels: list[int]) -> None:
+    """image_name,label rows, written atomically."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:  # the csv module quotes names that hold commas or quotes
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["image_name", "label"])
+        w.writerows((n, int(y)) for n, y in zip(names, labels))
+    os.replace(tmp, path)
+
+
+def predict_folder(classify: Callable[[torch.Tensor], torch.Tensor], images: str | Path, out: str | Path,
+                   device: torch.device, size: int) -> int:
+    """Predict every image of a folder (sorted by name) and write image_name,label rows to `out`."""
+    out = check_output_file(out, (".csv",))
+    data = load_folder(images, size)
+    labels = predict_logits(classify, data.images, device).argmax(1)
+    write_predictions(out, data.names, labels.tolist())
+    return len(data.names)
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of probability vectors along the last dimension."""
+    return -(p * p.clamp_min(1e-8).log()).sum(-1)
+
+
+def im_score(logits: torch.Tensor) -> float:
+    """Information maximisation H(mean p) - mean H(p) of logits (N, C): high when predictions are confident AND
+    spread over the classes; needs no labels, so it can rank checkpoints on unlabelled target images."""
+    p = logits.float().softmax(1)
+    return (entropy(p.mean(0)) - entropy(p).mean()).item()

@@ -1,0 +1,107 @@
+"""The run loop every training script goes through (DomainBed's shape).
+
+A method is an object with `update(step) -> dict[str, float]` (one training step), `evaluate(step)`,
+`score(metrics)` (the selection criterion, or None), `after_step(step)` and `state_dict(full)` /
+`load_state_dict(state)`. `run` owns the rest: progress bar, window means, metrics.jsonl, evaluation and checkpoint
+selection, atomic `last.pt` / `best.pt`, exact resume, Ctrl-C (checkpoint, exit 130) and `--stop-at`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from tqdm import tqdm
+
+from checkpoints import MetricLog, check_finite, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from cli import GracefulStop
+
+
+class Method(Protocol):
+    def update(self, step: int) -> dict[str, float]: ...
+    def after_step(self, step: int) -> None: ...
+    def evaluate(self, step: int) -> dict[str, float]: ...
+    def score(self, metrics: dict[str, float]) -> float | None: ...
+    def state_dict(self, full: bool) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class Schedule:
+    """When the loop logs, evaluates and checkpoints (every N steps, and at the listed `boundaries`)."""
+
+    steps: int
+    log_every: int = 50
+    eval_every: int = 0          # 0: never evaluate (GANs), only checkpoint
+    ckpt_every: int = 0          # extra last.pt writes between evaluations (0: at evaluations only)
+    stop_at: int | None = None
+    images_per_step: int = 1     # for the images/s column
+    boundaries: tuple[int, ...] = ()
+    desc: str = ""
+    extra_state: dict = field(default_factory=dict)
+
+
+def resume_state(run: Path, kind: str) -> dict:
+    """The full checkpoint of a run folder (its last.pt), for `run(..., resume=...)`."""
+    return load_checkpoint(Path(run) / "last.pt", kind)
+
+
+def run(method: Method, run_dir: Path, config: dict, rng: torch.Generator, plan: Schedule, is_main: bool = True,
+        resume: dict | None = None) -> dict:
+    """Train `method` for `plan.steps` steps (from a resumed checkpoint if given). Returns the best record:
+    {"score", "step", **metrics at that step}, or {} when the method never scores."""
+    step, best = 0, {}
+    if resume is not None:
+        method.load_state_dict(resume)
+        step, best = resume["step"], resume.get("best", {})
+        rng.set_state(resume["rng"]["batches"])
+        set_rng_state(resume["rng"]["global"])
+    log = MetricLog(run_dir, is_main, step)
+
+    def checkpoint(name: str, full: bool = True) -> None:
+        if not is_main:
+            return
+        state = {"config": config, "step": step, "best": best, **method.state_dict(full)}
+        if full:
+            state["rng"] = {"batches": rng.get_state(), "global": rng_state()}
+        save_checkpoint(run_dir / name, state)
+
+    window: list[dict[str, float]] = []
+    t0 = time.time()
+    with GracefulStop() as stop, tqdm(total=plan.steps, initial=step, desc=plan.desc, disable=not is_main,
+                                      dynamic_ncols=True, mininterval=2) as bar:
+        while step < plan.steps:
+            out = method.update(step)
+            step += 1
+            check_finite(out, step)
+            method.after_step(step)
+            window.append(out)
+            bar.update()
+            edge = step == plan.steps or step in plan.boundaries
+            if step % plan.log_every == 0 or edge:
+                keys = {k for w in window for k in w}
+                mean = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window) for k in sorted(keys)}
+                mean["img_per_s"] = len(window) * plan.images_per_step / (time.time() - t0)
+                log.write(step, mean)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in list(mean.items())[:4]})
+                window, t0 = [], time.time()
+            evaluated = plan.eval_every and (step % plan.eval_every == 0 or edge)
+            if evaluated:
+                metrics = method.evaluate(step)
+                log.write(step, metrics)
+                score = method.score(metrics)
+                if score is not None and score > best.get("score", -float("inf")):  # never target test labels
+                    best = {"score": score, "step": step, **metrics}
+                    checkpoint("best.pt", full=False)
+            if evaluated or (plan.ckpt_every and step % plan.ckpt_every == 0) or edge or stop.requested:
+                checkpoint("last.pt")
+            if stop.requested:
+                raise KeyboardInterrupt
+            if step == plan.stop_at:
+                checkpoint("last.pt")
+                if is_main:
+                    print(f"stopped at step {step}; continue with --resume --run-dir {run_dir}")
+                return {"stopped": step}
+    return best
