@@ -98,12 +98,16 @@ def float_state(state: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def portable(value: Any) -> Any:
-    """What a shipped config may say of a path: an absolute path becomes its last part (no machine's folders)."""
-    if isinstance(value, str) and os.path.isabs(value):
-        return Path(value).name
+PATH_KEYS = ("data", "run_dir", "run", "real")  # config entries that name a folder of the training machine
+
+
+def portable(value: Any, key: str = "") -> Any:
+    """What a shipped config may say of a path: a folder's own name (`hw3_data`, the run's name), never where it
+    was on the machine that trained it."""
     if isinstance(value, dict):
-        return {k: portable(v) for k, v in value.items()}
+        return {k: portable(v, k) for k, v in value.items()}
+    if isinstance(value, str) and (key in PATH_KEYS or os.path.isabs(value)):
+        return Path(value).name
     return value
 
 

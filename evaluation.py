@@ -2,6 +2,7 @@
 a model without target labels."""
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 from collections.abc import Callable
@@ -92,3 +93,21 @@ def im_score(logits: torch.Tensor) -> float:
     spread over the classes; needs no labels, so it can rank checkpoints on unlabelled target images."""
     p = logits.float().softmax(1)
     return (entropy(p.mean(0)) - entropy(p).mean()).item()
+
+
+def add_classifier_commands(sub: argparse._SubParsersAction, what: str) -> None:
+    """The predict / export / eval sub-commands that P3 and P4 share; `what` names the network they use."""
+    q = sub.add_parser("predict", help=f"write image_name,label for every image of a folder ({what})")
+    q.add_argument("--ckpt", required=True)
+    q.add_argument("--images", required=True)
+    q.add_argument("--out", required=True)
+    q.add_argument("--device", default="auto")
+    x = sub.add_parser("export", help="ship a run's checkpoint: fp16 weights + config + metrics")
+    x.add_argument("--ckpt", required=True)
+    x.add_argument("--out", required=True)
+    e = sub.add_parser("eval", help=f"accuracy of a checkpoint on a labelled split ({what})")
+    e.add_argument("--ckpt", required=True)
+    e.add_argument("--data", default="hw3_data")
+    e.add_argument("--domain", required=True)
+    e.add_argument("--split", default="test")
+    e.add_argument("--device", default="auto")

@@ -237,6 +237,18 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     distributed.cleanup(dist)
 
 
+def run_command(args: argparse.Namespace, spec: GanSpec, evaluate: Callable[[argparse.Namespace], None]) -> None:
+    """Dispatch a parsed command line: train / sample / export here, eval to the script's own `evaluate`."""
+    if args.cmd == "train":
+        train(args, spec, attr=getattr(args, "attr", None))
+    elif args.cmd == "sample":
+        sample(args, spec)
+    elif args.cmd == "export":
+        export(args, spec)
+    else:
+        evaluate(args)
+
+
 def plot_gan_curves(run: Path) -> Path:
     """curves.png: D/G losses, D(x) and D(G(z)), auxiliary accuracy (the panels that were logged)."""
     groups = {"losses": ["loss_d", "loss_g", "loss_d_aux", "loss_g_aux"],

@@ -63,14 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     gan.add_commands(p, batch=128, epochs=50)
     args = p.parse_args(argv)
-    if args.cmd == "train":
-        gan.train(args, SPEC)
-    elif args.cmd == "sample":
-        gan.sample(args, SPEC)
-    elif args.cmd == "export":
-        gan.export(args, SPEC)
-    else:
-        evaluate(args)
+    gan.run_command(args, SPEC, evaluate)
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -83,14 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     cmds["eval"].add_argument("--classifier", help="attribute judge (default checkpoints/p2_<attr>_classifier.pt; "
                                                    "trained on <data>/face/train and saved there if absent)")
     args = p.parse_args(argv)
-    if args.cmd == "train":
-        gan.train(args, SPEC, attr=args.attr)
-    elif args.cmd == "sample":
-        gan.sample(args, SPEC)
-    elif args.cmd == "export":
-        gan.export(args, SPEC)
-    else:
-        evaluate(args)
+    gan.run_command(args, SPEC, evaluate)
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -51,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="no per-image standardisation inside the network")
     t.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no shift / colour / inversion augmentation (applied alike to both domains)")
-    t.add_argument("--zoom", action="store_true", help="with augmentation: random rescaling of the digits too")
+    t.add_argument("--no-zoom", dest="zoom", action="store_false",
+                   help="no random rescaling of the digits in the augmentation (USPS digits fill the frame)")
     t.add_argument("--no-domain-bn", dest="domain_bn", action="store_false", help="DANN: one BatchNorm pass for "
                    "both domains (default: source and target pass BatchNorm separately, and the target side is scored "
                    "and shipped with BatchNorm statistics of target train images, AdaBN)")
@@ -74,20 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--resume", action="store_true", help="continue --run-dir from last.pt, with its config")
     t.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
     t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
-    q = sub.add_parser("predict", help="write image_name,label for every image of a folder")
-    q.add_argument("--ckpt", required=True)
-    q.add_argument("--images", required=True)
-    q.add_argument("--out", required=True)
-    q.add_argument("--device", default="auto")
-    x = sub.add_parser("export", help="write a small fp16 copy of a run's checkpoint for shipping")
-    x.add_argument("--ckpt", required=True)
-    x.add_argument("--out", required=True)
-    e = sub.add_parser("eval", help="accuracy of a checkpoint on a labelled split")
-    e.add_argument("--ckpt", required=True)
-    e.add_argument("--data", default="hw3_data")
-    e.add_argument("--domain", required=True)
-    e.add_argument("--split", default="test")
-    e.add_argument("--device", default="auto")
+    evaluation.add_classifier_commands(sub, "the DANN network")
     args = p.parse_args(argv)
     if args.cmd == "train" and args.plain:
         vars(args).update(PLAIN)

@@ -21,9 +21,9 @@ fi
 if [ "$which" != main ]; then  # one lever at a time on usps -> mnistm, seed 0
   t --source usps --target mnistm --mode dann --plain --run-dir "$out/plain_dann_u2m_s0"
   t --source usps --target mnistm --mode source --plain --run-dir "$out/plain_source_u2m_s0"
-  t --source usps --target mnistm --mode dann --no-domain-bn --run-dir "$out/dann_nodbn_u2m_s0"
-  t --source usps --target mnistm --mode dann --zoom --run-dir "$out/dann_zoom_u2m_s0"
-  t --source usps --target mnistm --mode source --zoom --run-dir "$out/source_zoom_u2m_s0"
+  t --source usps --target mnistm --mode dann --no-domain-bn --no-zoom --run-dir "$out/dann_nodbn_nozoom_u2m_s0"
+  t --source usps --target mnistm --mode dann --no-zoom --run-dir "$out/dann_nozoom_u2m_s0"
+  t --source usps --target mnistm --mode source --no-zoom --run-dir "$out/source_nozoom_u2m_s0"
 fi
 # the shipped models: seed 0 of the defaults
 python p3_dann.py export --ckpt "$out/dann_u2m_s0/best.pt" --out checkpoints/p3_dann_mnistm.pt

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The t-SNE figure in the README (docs/tsne_u2m.png): source-only, DANN and P4 on usps -> mnistm, 60 dev-test
-# images per class and domain, from the runs of p3_table.sh and p4_ablation.sh written to one RUNS_DIR.
+# The t-SNE figure (docs/tsne_u2m.png): source-only and DANN on usps -> mnistm (seed-0 runs of p3_table.sh in
+# RUNS_DIR) and the shipped P4 model, 60 dev-test images per class and domain.
 # Usage: bash benchmarks/tsne_u2m.sh [DATA_ROOT] [RUNS_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-hw3_data}; runs=${2:-runs/p3}
-for m in "source $runs/imp_source_u2m" "dann $runs/imp_dann_u2m" "p4 $runs/p4_u2m_full"; do
+for m in "source $runs/source_u2m_s0/best.pt" "dann $runs/dann_u2m_s0/best.pt" "p4 checkpoints/p4_adda_mnistm.pt"; do
   set -- $m
-  python tsne.py --ckpt "$2/best.pt" --data "$data" --per-class 60 --out-dir "$runs/tsne/$1"
+  python tsne.py --ckpt "$2" --data "$data" --source usps --target mnistm --per-class 60 --out-dir "$runs/tsne/$1"
 done
 python - "$runs/tsne" <<'PY'
 import sys

@@ -233,7 +233,7 @@ def test_both_domains_get_the_same_augmentation(demo_root, tmp_path, monkeypatch
 
     monkeypatch.setattr(p3_dann, "augment_digits", recording)
     p3_dann.main(["train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", "--steps", "3",
-                  "--batch", "16", "--zoom", "--eval-every", "3", "--run-dir", str(tmp_path / "r")])
+                  "--batch", "16", "--eval-every", "3", "--run-dir", str(tmp_path / "r")])
     assert calls == [(16, True)] * 6  # source and target batch, every step, with the same settings
 
 
