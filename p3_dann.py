@@ -60,9 +60,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--domain-layers", type=int, choices=[1, 2], default=2,
                    help="hidden layers of the domain classifier (report: 1; 2 adds BatchNorm, as in tllib)")
     t.add_argument("--domain-weight", type=float, default=1.0, help="weight of the domain loss")
-    t.add_argument("--label-shift", action="store_true", help="importance-weight the source side of the domain loss "
-                   "by estimated target / source class frequencies (the target's from the model's own predictions), "
-                   "so that aligning the features does not force the target's class mix onto the source's")
     t.add_argument("--grl-ramp", type=int, default=0, help="steps over which the reversal coefficient "
                    "2/(1+exp(-10p))-1 ramps to 1 (0: the whole run, as in the report)")
     t.add_argument("--select", choices=["im", "val"], default="im", help="checkpoint selection: information "
@@ -91,14 +88,6 @@ def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.
     return opt_label, distributed.adam(net.domain_classifier.parameters(), lr)
 
 
-def label_shift_weights(target_prior: torch.Tensor, source_prior: torch.Tensor, labels: torch.Tensor
-                        ) -> torch.Tensor:
-    """Importance weights q_t(y) / q_s(y) of labelled source images (B,), normalised to mean 1: reweighted, the
-    source's class mix looks like the target's, so matching the feature distributions no longer moves classes."""
-    w = (target_prior / source_prior.clamp_min(1e-3))[labels]
-    return w / w.mean()
-
-
 class DANNMethod:
     """Source-only / target-only (cross-entropy on the labelled batch) and DANN (plus the domain loss, whose gradient
     reaches the features reversed). One `update` is one step on one batch per domain."""
@@ -110,9 +99,6 @@ class DANNMethod:
         self.dist, self.rng, self.steps = dist, rng, steps
         self.opt_label, self.opt_domain = make_optimizers(net, args.lr)
         self.eval_net = net  # what evaluation scored last: with --domain-bn, a copy with target BN statistics
-        counts = torch.bincount(src.labels, minlength=10).float()
-        self.source_prior = (counts / counts.sum()).to(dist.device)       # (10,) class frequencies of the source
-        self.target_prior = torch.full((10,), 0.1, device=dist.device)    # running mean of target predictions
 
     def update(self, step: int) -> dict[str, float]:
         args, dist = self.args, self.dist
@@ -131,18 +117,10 @@ class DANNMethod:
                 coeff = dann_coeff(min(1.0, step / (args.grl_ramp or self.steps)))
                 self.net.domain_classifier.reverse.coeff = coeff
                 logits, dom_logits = self.model(torch.cat([xs, xt]), len(xs) if args.domain_bn else None)
-                logits, target_logits = logits[: len(xs)], logits[len(xs):]
+                logits = logits[: len(xs)]
                 dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(dist.device)
                 loss_cls = F.cross_entropy(logits, ys)
-                loss_dom = F.cross_entropy(dom_logits, dom_true, reduction="none")  # (2B,)
-                if args.label_shift:  # source rows weighted by q_t(y) / q_s(y): the class mixes then agree
-                    with torch.no_grad():
-                        p_t = target_logits.float().softmax(1).mean(0)
-                        self.target_prior.lerp_(p_t, 0.01)
-                        w = label_shift_weights(self.target_prior, self.source_prior, ys)
-                        weight = torch.cat([w, torch.ones(len(xt), device=w.device)])
-                    loss_dom = loss_dom * weight
-                loss_dom = loss_dom.mean()
+                loss_dom = F.cross_entropy(dom_logits, dom_true)
                 loss = loss_cls + args.domain_weight * loss_dom
                 out = {"loss_dom": loss_dom.item(), "dom_acc": (dom_logits.argmax(1) == dom_true).float().mean().item(),
                        "coeff": coeff}
@@ -180,14 +158,12 @@ class DANNMethod:
         if not full:  # best.pt: the network as evaluation scored it
             return {"models": {"dann": self.eval_net.state_dict()}}
         return {"models": {"dann": self.net.state_dict()},
-                "optimizers": {"label": self.opt_label.state_dict(), "domain": self.opt_domain.state_dict()},
-                "target_prior": self.target_prior.cpu()}
+                "optimizers": {"label": self.opt_label.state_dict(), "domain": self.opt_domain.state_dict()}}
 
     def load_state_dict(self, state: dict) -> None:
         checkpoints.load_state(self.net, state["models"]["dann"], "DANN")
         self.opt_label.load_state_dict(state["optimizers"]["label"])
         self.opt_domain.load_state_dict(state["optimizers"]["domain"])
-        self.target_prior = state["target_prior"].to(self.dist.device)
 
 
 def train(args: argparse.Namespace) -> None:

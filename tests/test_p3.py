@@ -260,9 +260,3 @@ def test_dann_beats_source_only_on_a_domain_shift(demo_root, tmp_path):
             acc[mode].append(json.loads((run / "metrics.json").read_text())["target_test_acc"])
     assert sum(acc["dann"]) / 2 > sum(acc["source"]) / 2 + 0.05, acc
 
-
-def test_label_shift_weights_by_hand():
-    source, target = torch.tensor([0.5, 0.5]), torch.tensor([0.8, 0.2])
-    w = p3_dann.label_shift_weights(target, source, torch.tensor([0, 0, 1, 1]))
-    assert torch.allclose(w, torch.tensor([1.6, 1.6, 0.4, 0.4]))
-    assert torch.allclose(p3_dann.label_shift_weights(source, source, torch.tensor([0, 1, 1])), torch.ones(3))
