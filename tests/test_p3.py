@@ -247,16 +247,12 @@ def test_plain_is_the_report_configuration(demo_root, tmp_path):
 
 
 def test_dann_beats_source_only_on_a_domain_shift(demo_root, tmp_path):
-    """Same (default) flags and seeds: demo mnist (white strokes on black) -> demo mnistm (strokes cut into colour
-    textures). Aligning the features must beat source-only on the target, on the mean of two seeds (measured:
-    +0.09 and +0.18 over source-only at 200 steps)."""
-    acc = {"source": [], "dann": []}
-    for seed in ("0", "1"):
-        for mode in acc:
-            run = tmp_path / f"{mode}{seed}"
-            p3_dann.main(["train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm",
-                          "--mode", mode, "--steps", "200", "--batch", "32", "--eval-every", "50", "--seed", seed,
-                          "--run-dir", str(run)])
-            acc[mode].append(json.loads((run / "metrics.json").read_text())["target_test_acc"])
-    assert sum(acc["dann"]) / 2 > sum(acc["source"]) / 2 + 0.05, acc
-
+    """Same (default) flags and seed: demo mnist (white strokes on black) -> demo mnistm (strokes cut into colour
+    textures). Aligning the features must beat source-only on the target (measured: 0.62 vs 0.53 at seed 0, and
+    +0.18 / +0.14 at seeds 1 / 2, at 200 steps)."""
+    acc = {}
+    for mode in ("source", "dann"):
+        p3_dann.main(["train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--mode", mode,
+                      "--steps", "200", "--batch", "32", "--eval-every", "50", "--run-dir", str(tmp_path / mode)])
+        acc[mode] = json.loads((tmp_path / mode / "metrics.json").read_text())["target_test_acc"]
+    assert acc["dann"] > acc["source"] + 0.05, acc
