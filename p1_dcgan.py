@@ -13,6 +13,7 @@ import torch
 
 import cli
 import distributed
+import fid
 import gan
 from gan import Nets, gan_losses_real_fake
 from models import Z_DIM, DCGANDiscriminator, DCGANGenerator
@@ -72,7 +73,7 @@ def evaluate(args: argparse.Namespace) -> None:
     device = distributed.setup(args.device).device
     G, ck = gan.load_generator(args.ckpt, SPEC, device)
     fake, _ = gan.generate_n(G, SPEC, args.n, args.seed, device)
-    gan.report(args, {"checkpoint_step": ck["step"], **gan.fid_metrics(fake, real, device, floor)})
+    gan.report(args, {"checkpoint_step": ck["step"], **fid.fid_metrics(fake, real, device, floor)})
 
 
 if __name__ == "__main__":

@@ -12,8 +12,10 @@ import argparse
 import torch
 import torch.nn.functional as F
 
+import attribute_judge
 import cli
 import distributed
+import fid
 import gan
 from gan import Nets, gan_losses_real_fake
 from models import Z_DIM, ACGANDiscriminator, ACGANGenerator
@@ -92,7 +94,7 @@ def evaluate(args: argparse.Namespace) -> None:
     device = distributed.setup(args.device).device
     G, ck = gan.load_generator(args.ckpt, SPEC, device)
     attr = ck["config"]["attr"]
-    judge, judge_info = gan.load_or_train_classifier(
+    judge, judge_info = attribute_judge.load_or_train_classifier(
         args.classifier or cli.ROOT / "checkpoints" / f"p2_{attr}_classifier.pt", args.data, attr, device)
     z = torch.randn(max(1, args.n // 2), Z_DIM, generator=torch.Generator().manual_seed(args.seed))
     offs, ons = [], []
@@ -101,14 +103,14 @@ def evaluate(args: argparse.Namespace) -> None:
             off, on = pairs(G, chunk.to(device))
             offs.append(gan.to_uint8(off)), ons.append(gan.to_uint8(on))
     off, on = torch.cat(offs), torch.cat(ons)  # uint8 (M, 3, 64, 64) each
-    p_off, p_on = gan.judge(judge, off, device), gan.judge(judge, on, device)
+    p_off, p_on = attribute_judge.judge(judge, off, device), attribute_judge.judge(judge, on, device)
     metrics = {"checkpoint_step": ck["step"], "attr": attr,
                "attr_acc": round(((p_off == 0).float().mean().item() + (p_on == 1).float().mean().item()) / 2, 4),
                "attr_acc_off": round((p_off == 0).float().mean().item(), 4),
                "attr_acc_on": round((p_on == 1).float().mean().item(), 4),
                "flip_rate": round((p_off != p_on).float().mean().item(), 4), "attr_images_per_value": len(z),
                "classifier_test_acc": judge_info["test_acc"]}
-    metrics |= gan.fid_metrics(torch.cat([off, on]), real, device, floor)
+    metrics |= fid.fid_metrics(torch.cat([off, on]), real, device, floor)
     gan.report(args, metrics)
 
 
