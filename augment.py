@@ -1,6 +1,6 @@
-"""Differentiable augmentation for GANs (DiffAugment, Zhao et al. 2020), on the device.
+"""Device-side augmentation, one home: the digits' (P3, P4), and DiffAugment for the GANs (Zhao et al. 2020).
 
-Every image the discriminator sees, real or fake, in the D step and in the G step, goes through the same random
+DiffAugment: every image the discriminator sees, real or fake, in the D step and in the G step, goes through random
 transforms; they are differentiable, so the generator's gradient flows through them. On a few thousand faces this
 stops D from memorising the real set. Each call draws fresh transforms from `rng`.
 """
@@ -87,3 +87,61 @@ class DiffAugment:
         for name in self.policy:
             x = TRANSFORMS[name](x, self.draw)
         return x
+
+
+# ----------------------------------------------------------------------------- digits (P3, P4)
+
+
+def random_zoom(x: torch.Tensor, rng: torch.Generator, lo: float = 0.7, hi: float = 1.15) -> torch.Tensor:
+    """Random rescale of each image about its centre (USPS digits fill the frame, MNIST ones do not)."""
+    s = lo + (hi - lo) * torch.rand(len(x), generator=rng, device=rng.device).to(x.device)
+    theta = torch.zeros(len(x), 2, 3, device=x.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1 / s
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+
+
+def augment_digits(x: torch.Tensor, rng: torch.Generator, zoom: bool = False) -> torch.Tensor:
+    """Device-side augmentation of a float batch in [-1, 1]: random shift (+-2 px), per-image colour
+    mixing of the channels with random gains and offsets, random inversion, and (zoom) random rescaling."""
+    if zoom:
+        x = random_zoom(x, rng)
+    b, c, h, w = x.shape
+    dev = x.device
+    pad = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    dx, dy = (torch.randint(0, 5, (2, b), generator=rng, device=dev))
+    rows = (torch.arange(h, device=dev)[None, :] + dy[:, None])  # (B, H)
+    cols = (torch.arange(w, device=dev)[None, :] + dx[:, None])  # (B, W)
+    x = pad[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+            rows[:, None, :, None], cols[:, None, None, :]]
+    mix = torch.rand(b, c, c, generator=rng, device=dev) * 0.5 + torch.eye(c, device=dev) * 0.5
+    x = torch.einsum("bij,bjhw->bihw", mix / mix.sum(2, keepdim=True), x)
+    gain = 0.5 + torch.rand(b, c, 1, 1, generator=rng, device=dev)
+    offset = (torch.rand(b, c, 1, 1, generator=rng, device=dev) - 0.5)
+    x = x * gain + offset
+    flip = torch.rand(b, 1, 1, 1, generator=rng, device=dev) < 0.5
+    return torch.where(flip, -x, x).clamp_(-1, 1)
+
+
+def shuffle_patches(x: torch.Tensor, rng: torch.Generator, patch: int = 4) -> torch.Tensor:
+    """Each image (B, C, H, W) cut into a grid of patch x patch tiles, put back in a random order of its own:
+    the colours and textures stay, the digit's shape does not."""
+    b, c, h, w = x.shape
+    gh, gw = h // patch, w // patch
+    tiles = x[:, :, :gh * patch, :gw * patch].reshape(b, c, gh, patch, gw, patch).permute(0, 2, 4, 1, 3, 5)
+    tiles = tiles.reshape(b, gh * gw, c, patch, patch)  # (B, tiles, C, p, p)
+    order = torch.rand(b, gh * gw, generator=rng, device=rng.device).argsort(1).to(x.device)
+    tiles = tiles[torch.arange(b, device=x.device)[:, None], order]
+    out = tiles.reshape(b, gh, gw, c, patch, patch).permute(0, 3, 1, 4, 2, 5).reshape(b, c, gh * patch, gw * patch)
+    return torch.nn.functional.pad(out, (0, w - gw * patch, 0, h - gh * patch), mode="replicate")
+
+
+def texture_mix(xs: torch.Tensor, xt: torch.Tensor, rng: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Source digits (light strokes on dark, in [-1, 1]) drawn into unlabelled target images whose tiles are
+    shuffled, as |background - digit| per channel (how MNIST-M was made from BSDS photos); each image with
+    probability p. Only the target's textures and colours are used, never its labels."""
+    digit = (xs.mean(1, keepdim=True) + 1) / 2            # (B, 1, H, W) in [0, 1]
+    background = (shuffle_patches(xt, rng) + 1) / 2         # (B, C, H, W) in [0, 1]
+    mixed = (background - digit).abs() * 2 - 1
+    pick = torch.rand(len(xs), 1, 1, 1, generator=rng, device=rng.device).to(xs.device) < p
+    return torch.where(pick, mixed, xs)

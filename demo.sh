@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# The quick start: score the shipped P3 (DANN) and P4 (improved ADDA) models on the real digits in examples/
-# (100 per target domain, 10 per class, from the dev test splits) and draw the two graded GAN figures.
+# The quick start: score the shipped P3 (DANN) and P4 (improved ADDA) models on the real digits in
+# examples/digits.zip (100 per target domain, 10 per class, from the dev test splits; unpacked into OUT_DIR) and
+# draw the two graded GAN figures.
 # Usage: bash demo.sh [OUT_DIR]   (default runs/demo)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 out=${1:-runs/demo}
 mkdir -p "$out"
+python3 -m zipfile -e examples/digits.zip "$out/examples"   # <target>/images/*.png + <target>/labels.csv
 bash hw3_p1p2.sh "$out" > /dev/null
 printf "%-14s %-7s %6s %9s\n" problem target images accuracy
 for target in mnistm usps; do
   for p in 3 4; do
-    bash "hw3_p$p.sh" "examples/$target/images" "$target" "$out/p${p}_$target.csv" > /dev/null
-    result=$(python3 hw3_eval.py "$out/p${p}_$target.csv" "examples/$target/labels.csv")  # accuracy: A (N images)
+    bash "hw3_p$p.sh" "$out/examples/$target/images" "$target" "$out/p${p}_$target.csv" > /dev/null
+    result=$(python3 hw3_eval.py "$out/p${p}_$target.csv" "$out/examples/$target/labels.csv")  # accuracy: A (N images)
     acc=$(echo "$result" | awk '{print $2}'); n=$(echo "$result" | tr -d '(' | awk '{print $3}')
     name=$([ "$p" = 3 ] && echo "P3 DANN" || echo "P4 ADDA+")
     printf "%-14s %-7s %6s %9s\n" "$name" "$target" "$n" "$acc"

@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+import distributed
 from cli import check_output_file
-from datasets import load_folder, to_unit
+from datasets import DIGIT_SIZE, check_domain, load_digits, load_folder, to_unit
 from distributed import autocast
 
 
@@ -111,3 +112,18 @@ def add_classifier_commands(sub: argparse._SubParsersAction, what: str) -> None:
     e.add_argument("--domain", required=True)
     e.add_argument("--split", default="test")
     e.add_argument("--device", default="auto")
+
+
+def run_classifier_command(args: argparse.Namespace,
+                           load: Callable[[str, torch.device], Callable[[torch.Tensor], torch.Tensor]]) -> None:
+    """`predict` / `eval` of a P3 or P4 checkpoint; `load(ckpt, device)` returns its classifier (images -> logits)."""
+    if args.cmd == "eval":
+        check_domain(args.domain)
+    device = distributed.setup(args.device).device
+    classify = load(args.ckpt, device)
+    if args.cmd == "predict":
+        n = predict_folder(classify, args.images, args.out, device, DIGIT_SIZE)
+        print(f"wrote {n} predictions to {args.out}")
+    else:
+        data = load_digits(args.data, args.domain, args.split)
+        print_accuracy(classify, data.images, data.labels, device, f"{args.domain}/{args.split}")

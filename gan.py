@@ -331,6 +331,15 @@ def check_eval_args(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     return real, [train[i] for i in sorted(pick)]
 
 
+def prepare_eval(args: argparse.Namespace, spec: GanSpec) -> tuple[list[Path], list[Path], torch.device, nn.Module,
+                                                                   dict]:
+    """What both eval commands start with: the real and floor images (checked first), the device, the generator."""
+    real, floor = check_eval_args(args)
+    device = distributed.setup(args.device).device
+    G, ck = load_generator(args.ckpt, spec, device)
+    return real, floor, device, G, ck
+
+
 def report(args: argparse.Namespace, metrics: dict) -> None:
     print("  ".join(f"{k}={v}" for k, v in metrics.items()))
     if args.json:

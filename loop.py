@@ -7,6 +7,7 @@ selection, atomic `last.pt` / `best.pt`, exact resume, Ctrl-C (checkpoint, exit 
 """
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from checkpoints import MetricLog, check_finite, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from checkpoints import MetricLog, check_finite, rng_state, save_checkpoint, set_rng_state
 from cli import GracefulStop
+from distributed import add_precision_arg
 
 
 class Method(Protocol):
@@ -43,9 +45,17 @@ class Schedule:
     extra_state: dict = field(default_factory=dict)
 
 
-def resume_state(run: Path, kind: str) -> dict:
-    """The full checkpoint of a run folder (its last.pt), for `run(..., resume=...)`."""
-    return load_checkpoint(Path(run) / "last.pt", kind)
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """The options every training script shares: logging and evaluation period, seed, device, precision, and the
+    run-folder controls (--resume, --overwrite, --stop-at)."""
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    add_precision_arg(parser)
+    parser.add_argument("--resume", action="store_true", help="continue --run-dir from its last.pt, with its config")
+    parser.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
+    parser.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
 
 
 def run(method: Method, run_dir: Path, config: dict, rng: torch.Generator, plan: Schedule, is_main: bool = True,

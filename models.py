@@ -306,3 +306,25 @@ class BNEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+# ----------------------------------------------------------------------------- P4 training helpers
+
+
+def gradient_penalty(critic: nn.Module, fs: torch.Tensor, ft: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Zero-centred penalty on the critic's gradient at random interpolates of source and target features."""
+    eps = torch.rand(len(fs), 1, generator=rng, device=rng.device).to(fs.device)
+    x = (eps * fs + (1 - eps) * ft).requires_grad_(True)
+    out = critic(x)
+    (grad,) = torch.autograd.grad((out[:, 1] - out[:, 0]).sum(), x, create_graph=True)
+    return grad.pow(2).sum(1).mean()
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
+    """teacher <- decay * teacher + (1 - decay) * student, parameters and BatchNorm statistics alike."""
+    for t, s in zip(teacher.state_dict().values(), student.state_dict().values()):
+        if t.is_floating_point():
+            t.mul_(decay).add_(s, alpha=1 - decay)
+        else:
+            t.copy_(s)

@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     """FID of --n generated faces against the real folder."""
-    real, floor = gan.check_eval_args(args)
-    device = distributed.setup(args.device).device
-    G, ck = gan.load_generator(args.ckpt, SPEC, device)
+    real, floor, device, G, ck = gan.prepare_eval(args, SPEC)
     fake, _ = gan.generate_n(G, SPEC, args.n, args.seed, device)
     gan.report(args, {"checkpoint_step": ck["step"], **fid.fid_metrics(fake, real, device, floor)})
 

@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def evaluate(args: argparse.Namespace) -> None:
     """FID of --n faces (half with the attribute off, half on, same noise), attribute accuracy and flip rate."""
-    real, floor = gan.check_eval_args(args)
-    device = distributed.setup(args.device).device
-    G, ck = gan.load_generator(args.ckpt, SPEC, device)
+    real, floor, device, G, ck = gan.prepare_eval(args, SPEC)
     attr = ck["config"]["attr"]
     judge, judge_info = attribute_judge.load_or_train_classifier(
         args.classifier or cli.ROOT / "checkpoints" / f"p2_{attr}_classifier.pt", args.data, attr, device)

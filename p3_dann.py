@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -19,8 +20,9 @@ import cli
 import distributed
 import evaluation
 import loop
+from augment import augment_digits
 from cli import UserError
-from datasets import DIGIT_SIZE, DeviceSampler, ImageSet, augment_digits, check_domain, digit_splits, load_digits
+from datasets import DeviceSampler, ImageSet, check_domain, digit_splits, load_digits
 from models import DANN, dann_coeff
 
 KIND = "p3_dann"
@@ -66,15 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "maximisation on unlabelled target train images, or labelled source validation accuracy")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for --select im")
     t.add_argument("--val-fraction", type=float, default=0.1, help="labelled training data held out for selection")
-    t.add_argument("--eval-every", type=int, default=500)
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    distributed.add_precision_arg(t)
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
-    t.add_argument("--resume", action="store_true", help="continue --run-dir from last.pt, with its config")
-    t.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
-    t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
+    loop.add_run_args(t)
     evaluation.add_classifier_commands(sub, "the DANN network")
     args = p.parse_args(argv)
     if args.cmd == "train" and args.plain:
@@ -235,19 +230,9 @@ def load_classifier(path: str, device: torch.device) -> tuple[DANN, dict]:
     return net.to(device).eval(), ck
 
 
-def predict(args: argparse.Namespace) -> None:
-    dist = distributed.setup(args.device)
-    net, _ = load_classifier(args.ckpt, dist.device)
-    n = evaluation.predict_folder(lambda x: net(x)[0], args.images, args.out, dist.device, DIGIT_SIZE)
-    print(f"wrote {n} predictions to {args.out}")
-
-
-def evaluate(args: argparse.Namespace) -> None:
-    check_domain(args.domain)
-    dist = distributed.setup(args.device)
-    net, _ = load_classifier(args.ckpt, dist.device)
-    data = load_digits(args.data, args.domain, args.split)
-    evaluation.print_accuracy(lambda x: net(x)[0], data.images, data.labels, dist.device, f"{args.domain}/{args.split}")
+def classifier(path: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    net, _ = load_classifier(path, device)
+    return lambda x: net(x)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -256,7 +241,10 @@ def main(argv: list[str] | None = None) -> None:
         _, ck = load_classifier(args.ckpt, torch.device("cpu"))  # the weights fit the network
         print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out)}")
         return
-    {"train": train, "predict": predict, "eval": evaluate}[args.cmd](args)
+    if args.cmd == "train":
+        train(args)
+    else:
+        evaluation.run_classifier_command(args, classifier)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ highest information-maximisation score H(mean p) - mean H(p) on unlabelled targe
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,18 +31,16 @@ import cli
 import distributed
 import evaluation
 import loop
+from augment import augment_digits, texture_mix
 from cli import UserError
 from datasets import (
-    DIGIT_SIZE,
     DeviceSampler,
     ImageSet,
-    augment_digits,
     check_domain,
     digit_splits,
     load_digits,
-    texture_mix,
 )
-from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder
+from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
 
 KIND = "p4_adda"
 PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
@@ -83,14 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for selection")
     t.add_argument("--val-fraction", type=float, default=0.1, help="source training data held out (stage 1 log)")
-    t.add_argument("--eval-every", type=int, default=500)
-    t.add_argument("--log-every", type=int, default=50)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    distributed.add_precision_arg(t)
-    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
-    t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
-    t.add_argument("--stop-at", type=int, help=argparse.SUPPRESS)  # checkpoint and stop here, as Ctrl-C would
+    loop.add_run_args(t)
     evaluation.add_classifier_commands(sub, "the target encoder")
     args = p.parse_args(argv)
     if args.cmd == "train" and args.plain:
@@ -101,25 +93,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def make_encoder(cfg: dict) -> nn.Module:
     """The encoder a config names: the report's LeNet or the BatchNorm one."""
     return LeNetEncoder() if cfg["encoder"] == "lenet" else BNEncoder(cfg.get("input_norm", True))
-
-
-def gradient_penalty(critic: nn.Module, fs: torch.Tensor, ft: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    """Zero-centred penalty on the critic's gradient at random interpolates of source and target features."""
-    eps = torch.rand(len(fs), 1, generator=rng, device=rng.device).to(fs.device)
-    x = (eps * fs + (1 - eps) * ft).requires_grad_(True)
-    out = critic(x)
-    (grad,) = torch.autograd.grad((out[:, 1] - out[:, 0]).sum(), x, create_graph=True)
-    return grad.pow(2).sum(1).mean()
-
-
-@torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
-    """teacher <- decay * teacher + (1 - decay) * student, parameters and BatchNorm statistics alike."""
-    for t, s in zip(teacher.state_dict().values(), student.state_dict().values()):
-        if t.is_floating_point():
-            t.mul_(decay).add_(s, alpha=1 - decay)
-        else:
-            t.copy_(s)
 
 
 def build(cfg: dict, dist: distributed.Dist) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
@@ -360,25 +333,17 @@ def export(args: argparse.Namespace) -> None:
     print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=('target_encoder', 'classifier'))}")
 
 
-def predict(args: argparse.Namespace) -> None:
-    dist = distributed.setup(args.device)
-    _, enc, cls, _ = load_encoders(args.ckpt, dist.device)
-    n = evaluation.predict_folder(lambda x: cls(enc(x)), args.images, args.out, dist.device, DIGIT_SIZE)
-    print(f"wrote {n} predictions to {args.out}")
-
-
-def evaluate(args: argparse.Namespace) -> None:
-    check_domain(args.domain)
-    dist = distributed.setup(args.device)
-    _, enc, cls, _ = load_encoders(args.ckpt, dist.device)
-    data = load_digits(args.data, args.domain, args.split)
-    evaluation.print_accuracy(lambda x: cls(enc(x)), data.images, data.labels, dist.device,
-                              f"{args.domain}/{args.split}")
+def classifier(path: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    _, enc, cls, _ = load_encoders(path, device)
+    return lambda x: cls(enc(x))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    {"train": train, "export": export, "predict": predict, "eval": evaluate}[args.cmd](args)
+    if args.cmd in ("train", "export"):
+        {"train": train, "export": export}[args.cmd](args)
+    else:
+        evaluation.run_classifier_command(args, classifier)
 
 
 if __name__ == "__main__":

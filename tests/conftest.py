@@ -23,7 +23,7 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """Demo data for every domain (300 train / 100 test digits each) and 96 / 32 faces."""
-    from datasets import write_demo
+    from synthetic import write_demo
 
     return write_demo(tmp_path_factory.mktemp("demo"), n_digits=(300, 100), n_faces=(96, 32))
 

@@ -8,20 +8,18 @@ import pytest
 import torch
 from PIL import Image
 
+from augment import augment_digits, shuffle_patches, texture_mix
 from cli import DataWarning, UserError
 from datasets import (
     DeviceSampler,
     ImageSet,
-    augment_digits,
     decode,
     digit_splits,
     load_digits,
     load_faces,
     load_folder,
     read_csv,
-    shuffle_patches,
     split_val,
-    texture_mix,
 )
 
 
