@@ -151,18 +151,17 @@ def resume_args(args, run: Path, kind: str) -> dict:
 
 
 def open_run(run_dir: str | Path, config: dict, resume: bool, overwrite: bool, dist: Dist) -> Path:
-    """Create the run folder and write config.json; refuse to clobber a finished run unless asked."""
+    """Create the run folder (or reopen it with `resume`) and write config.json; refuse to clobber a finished run
+    unless asked."""
     run = Path(run_dir)
-    if resume:
-        if not (run / "last.pt").exists():
-            raise UserError(f"--resume: last.pt not found in {run}")
-        return run
-    if (run / "last.pt").exists() and not overwrite:
+    if resume and not (run / "last.pt").exists():
+        raise UserError(f"--resume: last.pt not found in {run}")
+    if not resume and (run / "last.pt").exists() and not overwrite:
         raise UserError(f"{run} already holds a run; pass --resume to continue it or --overwrite to start again")
-    if dist.is_main:
+    if dist.is_main:  # a resumed run rewrites config.json too: an explicit --steps or --data is then on record
         make_folder(run, "run folder")
         try:
-            if overwrite:
+            if overwrite and not resume:
                 (run / "metrics.jsonl").unlink(missing_ok=True)
             write_json(run / "config.json", {**config, "versions": versions(), "world_size": dist.world,
                                              "device": str(dist.device), "precision": precision(dist.device)})

@@ -276,6 +276,18 @@ def digit_splits(root: str | Path, domain: str, val_fraction: float = 0.1, seed:
     return pick(tr), pick(va), test
 
 
+def adaptation_data(root: str | Path, labelled: str, target: str, val_fraction: float, seed: int, with_test: bool,
+                    select_images: int) -> dict:
+    """What P3 and P4 train and choose on: the labelled domain's train / validation split, the target's train images
+    without labels (adaptation batches) and a seeded subset of them (unsupervised selection), and the target's
+    dev-test set, which is only ever reported."""
+    train, val, _ = digit_splits(root, labelled, val_fraction, seed, with_test)
+    target_train = load_digits(root, target, "train")
+    pick = torch.randperm(len(target_train.images), generator=torch.Generator().manual_seed(seed))
+    return {"train": train, "val": val, "target_train": ImageSet(target_train.images, target_train.names),
+            "select": target_train.images[pick[:select_images]], "target_test": load_digits(root, target, "test")}
+
+
 class DeviceSampler:
     """Endless batches drawn by random index from a uint8 image tensor that lives on the training device."""
 
@@ -292,8 +304,6 @@ class DeviceSampler:
         idx = torch.randint(len(self.images), (batch,), generator=self.rng, device=self.rng.device)
         idx = idx.chunk(world)[rank].to(self.images.device)
         return to_unit(self.images[idx]), (self.labels[idx] if self.labels is not None else None)
-
-
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

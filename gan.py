@@ -1,5 +1,5 @@
-"""What P1 (DCGAN) and P2 (ACGAN) share: the GAN method for the run loop, the generator's EMA, sampling, image
-grids and the eval arguments. Each script supplies its networks and its training step through a `GanSpec`."""
+"""What P1 (DCGAN) and P2 (ACGAN) share: the GAN method for the run loop, the generator's EMA, sampling and image
+grids. Each script supplies its networks and its training step through a `GanSpec`; gan_cli.py has the commands."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -20,8 +19,8 @@ import distributed
 import loop
 from augment import DiffAugment, parse_policy
 from cli import UserError
-from datasets import DeviceSampler, list_images, load_faces
-from models import Z_DIM, init_dcgan
+from datasets import DeviceSampler, load_faces
+from gan_models import Z_DIM, init_dcgan
 
 
 @dataclass
@@ -57,54 +56,6 @@ class GanSpec:
     figure: Callable[[nn.Module, torch.Generator, torch.device], tuple[torch.Tensor, int]]  # -> images, columns
     step: Step                                  # one D update then one G update on a real batch
     conditional: bool = False                   # needs an attribute column
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[str, argparse.ArgumentParser]:
-    """The sub-commands train / sample / eval / export with their shared options (report defaults)."""
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train the GAN on the faces of --data")
-    t.add_argument("--data", default="hw3_data", help="root of the course layout (face/train)")
-    t.add_argument("--run-dir", required=True, help="run folder: config.json, metrics.jsonl, last.pt, samples/")
-    t.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training set (report: {epochs})")
-    t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
-    t.add_argument("--batch", type=int, default=batch, help=f"report: {batch}")
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
-    t.add_argument("--diffaug", default="color,translation,cutout",
-                   help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
-    t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
-    t.add_argument("--report", action="store_true", help="the report's configuration: no DiffAugment, no EMA")
-    t.add_argument("--log-every", type=int, default=20)
-    t.add_argument("--sample-every", type=int, default=250, help="write a grid from the fixed noise every N steps")
-    t.add_argument("--ckpt-every", type=int, default=250)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    distributed.add_precision_arg(t)
-    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
-    t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
-    s = sub.add_parser("sample", help="the graded figure (--out FILE) or N single PNGs (--n N --out DIR)")
-    s.add_argument("--ckpt", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--n", type=int, help="write N single PNGs into the folder --out")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="cpu")
-    e = sub.add_parser("eval", help="FID of generated faces against a folder of real faces")
-    e.add_argument("--ckpt", required=True)
-    e.add_argument("--data", default="hw3_data")
-    e.add_argument("--real", help="folder of real images (default <data>/face/test)")
-    e.add_argument("--n", type=int, default=1000, help="generated images")
-    e.add_argument("--seed", type=int, default=1)
-    e.add_argument("--no-floor", dest="floor", action="store_false",
-                   help="skip the real-vs-real floor (--n training faces against the same real folder)")
-    e.add_argument("--json", help="also write the numbers to this JSON file")
-    e.add_argument("--device", default="auto")
-    x = sub.add_parser("export", help="a run's generator as a small fp16 checkpoint to ship")
-    x.add_argument("--ckpt", required=True, help="a run's last.pt")
-    x.add_argument("--out", required=True)
-    return {"train": t, "sample": s, "eval": e, "export": x}
 
 
 # ----------------------------------------------------------------------------- training
@@ -215,28 +166,16 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
                 dist.world, DiffAugment(policy, rng, dist.rank, dist.world))
     method = GANMethod(args, spec, nets, G, D, sampler, rng, dist, run, steps)
     nets.G.train(), nets.D.train()
-    plan = loop.Schedule(steps, args.log_every, eval_every=0, ckpt_every=args.ckpt_every, images_per_step=args.batch,
-                         desc=spec.kind)
+    plan = loop.Schedule(steps, args.log_every, eval_every=0, ckpt_every=args.ckpt_every, stop_at=args.stop_at,
+                         images_per_step=args.batch, desc=spec.kind)
     try:
-        loop.run(method, run, config, rng, plan, dist.is_main, resume)
+        out = loop.run(method, run, config, rng, plan, dist.is_main, resume)
     finally:  # also after Ctrl-C: the curves of what was trained
         if dist.is_main and (run / "metrics.jsonl").is_file():
             plot_gan_curves(run)
-    if dist.is_main:
+    if dist.is_main and "stopped" not in out:
         print(f"{spec.kind}: {steps} steps, {steps * args.batch} images seen  [{run}]")
     distributed.cleanup(dist)
-
-
-def run_command(args: argparse.Namespace, spec: GanSpec, evaluate: Callable[[argparse.Namespace], None]) -> None:
-    """Dispatch a parsed command line: train / sample / export here, eval to the script's own `evaluate`."""
-    if args.cmd == "train":
-        train(args, spec, attr=getattr(args, "attr", None))
-    elif args.cmd == "sample":
-        sample(args, spec)
-    elif args.cmd == "export":
-        export(args, spec)
-    else:
-        evaluate(args)
 
 
 def plot_gan_curves(run: Path) -> Path:
@@ -315,32 +254,3 @@ def export(args: argparse.Namespace, spec: GanSpec) -> None:
     ck = {**ck, "models": {"G": ck["models"].get("G_ema", ck["models"]["G"])}}  # ship the average as G
     out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
-
-
-def check_eval_args(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
-    """Fail before the slow part: the real folder (--real, or <data>/face/test) must hold images and --json must be
-    a writable .json path. Returns the real images, and --n training faces for the floor (a seeded sample of
-    <data>/face/train; none with --no-floor)."""
-    real = list_images(args.real or Path(args.data) / "face" / "test")
-    if args.json:
-        cli.check_output_file(args.json, (".json",))
-    if not args.floor:
-        return real, []
-    train = list_images(Path(args.data) / "face" / "train")
-    pick = np.random.default_rng(0).choice(len(train), min(args.n, len(train)), replace=False)
-    return real, [train[i] for i in sorted(pick)]
-
-
-def prepare_eval(args: argparse.Namespace, spec: GanSpec) -> tuple[list[Path], list[Path], torch.device, nn.Module,
-                                                                   dict]:
-    """What both eval commands start with: the real and floor images (checked first), the device, the generator."""
-    real, floor = check_eval_args(args)
-    device = distributed.setup(args.device).device
-    G, ck = load_generator(args.ckpt, spec, device)
-    return real, floor, device, G, ck
-
-
-def report(args: argparse.Namespace, metrics: dict) -> None:
-    print("  ".join(f"{k}={v}" for k, v in metrics.items()))
-    if args.json:
-        cli.write_json(args.json, metrics)

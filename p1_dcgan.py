@@ -15,8 +15,9 @@ import cli
 import distributed
 import fid
 import gan
+import gan_cli
 from gan import Nets, gan_losses_real_fake
-from models import Z_DIM, DCGANDiscriminator, DCGANGenerator
+from gan_models import Z_DIM, DCGANDiscriminator, DCGANGenerator
 
 KIND = "p1_dcgan"
 
@@ -62,16 +63,16 @@ SPEC = gan.GanSpec(kind=KIND, build_g=DCGANGenerator, build_d=DCGANDiscriminator
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    gan.add_commands(p, batch=128, epochs=50)
+    gan_cli.add_commands(p, batch=128, epochs=50)
     args = p.parse_args(argv)
-    gan.run_command(args, SPEC, evaluate)
+    gan_cli.run_command(args, SPEC, evaluate)
 
 
 def evaluate(args: argparse.Namespace) -> None:
     """FID of --n generated faces against the real folder."""
-    real, floor, device, G, ck = gan.prepare_eval(args, SPEC)
+    real, floor, device, G, ck = gan_cli.prepare_eval(args, SPEC)
     fake, _ = gan.generate_n(G, SPEC, args.n, args.seed, device)
-    gan.report(args, {"checkpoint_step": ck["step"], **fid.fid_metrics(fake, real, device, floor)})
+    gan_cli.report(args, {"checkpoint_step": ck["step"], **fid.fid_metrics(fake, real, device, floor)})
 
 
 if __name__ == "__main__":

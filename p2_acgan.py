@@ -17,8 +17,9 @@ import cli
 import distributed
 import fid
 import gan
+import gan_cli
 from gan import Nets, gan_losses_real_fake
-from models import Z_DIM, ACGANDiscriminator, ACGANGenerator
+from gan_models import Z_DIM, ACGANDiscriminator, ACGANGenerator
 
 KIND = "p2_acgan"
 
@@ -80,17 +81,17 @@ SPEC = gan.GanSpec(kind=KIND, build_g=ACGANGenerator, build_d=ACGANDiscriminator
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cmds = gan.add_commands(p, batch=100, epochs=100)
+    cmds = gan_cli.add_commands(p, batch=100, epochs=100)
     cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
     cmds["eval"].add_argument("--classifier", help="attribute judge (default checkpoints/p2_<attr>_classifier.pt; "
                                                    "trained on <data>/face/train and saved there if absent)")
     args = p.parse_args(argv)
-    gan.run_command(args, SPEC, evaluate)
+    gan_cli.run_command(args, SPEC, evaluate)
 
 
 def evaluate(args: argparse.Namespace) -> None:
     """FID of --n faces (half with the attribute off, half on, same noise), attribute accuracy and flip rate."""
-    real, floor, device, G, ck = gan.prepare_eval(args, SPEC)
+    real, floor, device, G, ck = gan_cli.prepare_eval(args, SPEC)
     attr = ck["config"]["attr"]
     judge, judge_info = attribute_judge.load_or_train_classifier(
         args.classifier or cli.ROOT / "checkpoints" / f"p2_{attr}_classifier.pt", args.data, attr, device)
@@ -109,7 +110,7 @@ def evaluate(args: argparse.Namespace) -> None:
                "flip_rate": round((p_off != p_on).float().mean().item(), 4), "attr_images_per_value": len(z),
                "classifier_test_acc": judge_info["test_acc"]}
     metrics |= fid.fid_metrics(torch.cat([off, on]), real, device, floor)
-    gan.report(args, metrics)
+    gan_cli.report(args, metrics)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,14 @@ import evaluation
 import loop
 from augment import augment_digits
 from cli import UserError
-from datasets import DeviceSampler, ImageSet, check_domain, digit_splits, load_digits
-from models import DANN, dann_coeff
+from datasets import DeviceSampler, ImageSet, adaptation_data, check_domain
+from digit_models import DANN, dann_coeff
 
 KIND = "p3_dann"
 PLAIN = {"arch": "report", "input_norm": False, "augment": False, "zoom": False, "domain_bn": False,  # report's DANN
-         "domain_hidden": 100, "domain_layers": 1, "domain_weight": 1.0, "grl_ramp": 0, "select": "val"}
+         "domain_hidden": 100, "domain_layers": 1, "domain_weight": 1.0, "grl_ramp": 0, "grl_delay": 0,
+         "class_weights": False, "select": "val",
+         "conditional": False, "entropy_weighting": False, "target_entropy": 0.0}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -62,8 +64,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--domain-layers", type=int, choices=[1, 2], default=2,
                    help="hidden layers of the domain classifier (report: 1; 2 adds BatchNorm, as in tllib)")
     t.add_argument("--domain-weight", type=float, default=1.0, help="weight of the domain loss")
+    t.add_argument("--no-conditional", dest="conditional", action="store_false", help="DANN: the domain classifier "
+                   "sees the features alone (default: their outer product with the predicted class probabilities, "
+                   "CDAN, which aligns class by class)")
+    t.add_argument("--no-entropy-weighting", dest="entropy_weighting", action="store_false", help="DANN: "
+                   "every image's domain loss counts alike (default: weighted by 1 + exp(-entropy of its prediction), "
+                   "CDAN+E)")
+    t.add_argument("--target-entropy", type=float, default=0.3, help="DANN: weight of the mean prediction "
+                   "entropy on target images (entropy minimisation; 0: off)")
     t.add_argument("--grl-ramp", type=int, default=0, help="steps over which the reversal coefficient "
                    "2/(1+exp(-10p))-1 ramps to 1 (0: the whole run, as in the report)")
+    t.add_argument("--grl-delay", type=int, default=0, help="steps of source-only training (reversal coefficient 0) "
+                   "before the ramp starts; the domain classifier trains meanwhile (a warm start)")
+    t.add_argument("--class-weights", action="store_true", help="DANN: at the end of --grl-delay, estimate the "
+                   "target's class mix from the model's predictions on unlabelled target images and weight each source "
+                   "image's domain loss by target/source class frequency, so that aligning the features does not force "
+                   "the source's class mix onto the target (label shift; needs --grl-delay)")
     t.add_argument("--select", choices=["im", "val"], default="im", help="checkpoint selection: information "
                    "maximisation on unlabelled target train images, or labelled source validation accuracy")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for --select im")
@@ -83,6 +99,33 @@ def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.
     return opt_label, distributed.adam(net.domain_classifier.parameters(), lr)
 
 
+def reversal_coeff(step: int, delay: int, ramp: int) -> float:
+    """0 for the first `delay` steps, then Ganin's 2/(1+exp(-10p))-1 with p going 0 -> 1 over `ramp` steps."""
+    return 0.0 if step < delay else dann_coeff(min(1.0, (step - delay) / max(1, ramp)))
+
+
+def domain_loss(dom_logits: torch.Tensor, dom_true: torch.Tensor, probs: torch.Tensor | None = None,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Domain cross-entropy (B,) -> mean. With class probabilities (B, C), each image weighted by 1 + exp(-entropy),
+    normalised to mean 1, so that confident predictions drive the alignment (CDAN+E); `weights` (B,) multiply in."""
+    loss = F.cross_entropy(dom_logits.float(), dom_true, reduction="none")  # (B,)
+    if probs is not None:
+        w = 1 + torch.exp(-evaluation.entropy(probs))
+        loss = loss * (w / w.mean())
+    if weights is not None:
+        loss = loss * weights
+    return loss.mean()
+
+
+def label_shift_weights(target_probs: torch.Tensor, source_labels: torch.Tensor, n_classes: int = 10,
+                        clamp: tuple[float, float] = (0.2, 5.0)) -> torch.Tensor:
+    """Per-class weights q_t(y) / q_s(y) (C,): the target's class mix estimated as the mean predicted probability
+    (N, C), the source's counted from its labels. Weighted by them, source images have the target's class mix."""
+    q_s = torch.bincount(source_labels, minlength=n_classes).float() / len(source_labels)
+    q_t = target_probs.float().mean(0)
+    return (q_t / q_s.clamp_min(1e-6)).clamp(*clamp)
+
+
 class DANNMethod:
     """Source-only / target-only (cross-entropy on the labelled batch) and DANN (plus the domain loss, whose gradient
     reaches the features reversed). One `update` is one step on one batch per domain."""
@@ -94,6 +137,7 @@ class DANNMethod:
         self.dist, self.rng, self.steps = dist, rng, steps
         self.opt_label, self.opt_domain = make_optimizers(net, args.lr)
         self.eval_net = net  # what evaluation scored last: with --domain-bn, a copy with target BN statistics
+        self.class_weights: torch.Tensor | None = None  # --class-weights: set at the end of the warm start
 
     def update(self, step: int) -> dict[str, float]:
         args, dist = self.args, self.dist
@@ -109,14 +153,20 @@ class DANNMethod:
                 xt, _ = self.tgt.sample(args.batch, dist.rank, dist.world)
                 if args.augment:
                     xt = augment_digits(xt, self.rng, args.zoom)
-                coeff = dann_coeff(min(1.0, step / (args.grl_ramp or self.steps)))
+                coeff = reversal_coeff(step, args.grl_delay, args.grl_ramp or self.steps - args.grl_delay)
                 self.net.domain_classifier.reverse.coeff = coeff
                 logits, dom_logits = self.model(torch.cat([xs, xt]), len(xs) if args.domain_bn else None)
-                logits = logits[: len(xs)]
                 dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(dist.device)
+                p = logits.float().softmax(1)  # (2B, 10)
+                weights = None
+                if self.class_weights is not None:  # source rows by class, target rows 1
+                    weights = torch.cat([self.class_weights[ys], torch.ones(len(xt), device=dist.device)])
+                loss_dom = domain_loss(dom_logits, dom_true, p.detach() if args.entropy_weighting else None, weights)
+                logits = logits[: len(xs)]
                 loss_cls = F.cross_entropy(logits, ys)
-                loss_dom = F.cross_entropy(dom_logits, dom_true)
                 loss = loss_cls + args.domain_weight * loss_dom
+                if args.target_entropy:
+                    loss = loss + args.target_entropy * evaluation.entropy(p[len(xs):]).mean()
                 out = {"loss_dom": loss_dom.item(), "dom_acc": (dom_logits.argmax(1) == dom_true).float().mean().item(),
                        "coeff": coeff}
         self.opt_label.zero_grad(set_to_none=True)
@@ -127,7 +177,20 @@ class DANNMethod:
         return {"loss_cls": loss_cls.item(), "src_acc": (logits.argmax(1) == ys).float().mean().item(), **out}
 
     def after_step(self, step: int) -> None:
-        pass
+        if self.args.class_weights and self.tgt is not None and step == self.args.grl_delay:
+            self.model.eval()
+            probs = evaluation.predict_logits(self.target_classifier(), self.data["select"], self.dist.device)
+            self.model.train()
+            self.class_weights = label_shift_weights(probs.softmax(1), self.src.labels).to(self.dist.device)
+
+    def target_classifier(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The network as the target will see it: with --domain-bn, a copy with target BatchNorm statistics (AdaBN),
+        kept as `eval_net` (what best.pt saves)."""
+        self.eval_net = self.net
+        if self.args.domain_bn and self.tgt is not None:
+            self.eval_net = copy.deepcopy(self.net)
+            evaluation.recompute_bn_stats(self.eval_net, self.data["select"], self.dist.device, seed=self.args.seed)
+        return lambda x: self.eval_net(x)[0]
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Source validation accuracy, the information-maximisation score on unlabelled target train images, and the
@@ -136,11 +199,7 @@ class DANNMethod:
         dev, val, select, test = self.dist.device, self.data["val"], self.data["select"], self.data["target_test"]
         self.model.eval()
         metrics = {"val_acc": evaluation.accuracy(lambda x: self.model(x)[0], val.images, val.labels, dev)}
-        self.eval_net = self.net
-        if self.args.domain_bn and self.tgt is not None:
-            self.eval_net = copy.deepcopy(self.net)
-            evaluation.recompute_bn_stats(self.eval_net, select, dev, seed=self.args.seed)
-        classify = lambda x: self.eval_net(x)[0]  # noqa: E731
+        classify = self.target_classifier()
         metrics |= {"im": evaluation.im_score(evaluation.predict_logits(classify, select, dev)),
                     "target_test_acc": evaluation.accuracy(classify, test.images, test.labels, dev)}
         self.model.train()
@@ -153,12 +212,15 @@ class DANNMethod:
         if not full:  # best.pt: the network as evaluation scored it
             return {"models": {"dann": self.eval_net.state_dict()}}
         return {"models": {"dann": self.net.state_dict()},
-                "optimizers": {"label": self.opt_label.state_dict(), "domain": self.opt_domain.state_dict()}}
+                "optimizers": {"label": self.opt_label.state_dict(), "domain": self.opt_domain.state_dict()},
+                "class_weights": None if self.class_weights is None else self.class_weights.cpu()}
 
     def load_state_dict(self, state: dict) -> None:
         checkpoints.load_state(self.net, state["models"]["dann"], "DANN")
         self.opt_label.load_state_dict(state["optimizers"]["label"])
         self.opt_domain.load_state_dict(state["optimizers"]["domain"])
+        weights = state.get("class_weights")
+        self.class_weights = None if weights is None else weights.to(self.dist.device)
 
 
 def train(args: argparse.Namespace) -> None:
@@ -168,6 +230,10 @@ def train(args: argparse.Namespace) -> None:
     check_domain(args.source), check_domain(args.target)
     if args.source == args.target:
         raise UserError("--source and --target must differ")
+    if args.grl_delay < 0 or args.grl_ramp < 0:
+        raise UserError("--grl-delay and --grl-ramp must be >= 0")
+    if args.class_weights and args.grl_delay < 1:
+        raise UserError("--class-weights estimates the target's class mix at the end of --grl-delay: give one")
     if args.source_test and args.mode == "target":
         raise UserError("--source-test is for --mode source or dann: the target's test/ split is the one scored")
     if args.mode == "target":
@@ -180,15 +246,11 @@ def train(args: argparse.Namespace) -> None:
     # data: the labelled domain (source, or target for the upper bound) with its validation split; unlabelled
     # target train images (DANN's target batches and the selection score); the target dev-test, reported only
     labelled = args.target if args.mode == "target" else args.source
-    train_set, val_set, _ = digit_splits(args.data, labelled, args.val_fraction, args.seed, args.source_test)
-    target_train = load_digits(args.data, args.target, "train")
-    target_train = ImageSet(target_train.images, target_train.names)  # labels dropped: they cannot leak
-    pick = torch.randperm(len(target_train.images), generator=torch.Generator().manual_seed(args.seed))
-    data = {"val": val_set, "select": target_train.images[pick[:args.select_images]],
-            "target_test": load_digits(args.data, args.target, "test")}
+    data = adaptation_data(args.data, labelled, args.target, args.val_fraction, args.seed, args.source_test,
+                           args.select_images)
     rng = torch.Generator(dist.device).manual_seed(args.seed)
-    src = DeviceSampler(train_set, dist.device, rng)
-    tgt = DeviceSampler(target_train, dist.device, rng) if args.mode == "dann" else None
+    src = DeviceSampler(data["train"], dist.device, rng)
+    tgt = DeviceSampler(data["target_train"], dist.device, rng) if args.mode == "dann" else None
     steps = args.steps or max(1, round(args.epochs * len(src) / args.batch))
     config["total_steps"] = steps
     run = checkpoints.open_run(run, config, args.resume, args.overwrite, dist)
@@ -219,14 +281,21 @@ def train(args: argparse.Namespace) -> None:
 def build_net(cfg: dict) -> DANN:
     """The DANN network a run's config describes (configs without the newer keys are the report's)."""
     return DANN(cfg.get("input_norm", False), cfg.get("arch", "report"), cfg.get("domain_hidden", 100),
-                cfg.get("domain_layers", 1))
+                cfg.get("domain_layers", 1), cfg.get("conditional", False))
+
+
+DOMAIN_HEAD = "domain_classifier."
 
 
 def load_classifier(path: str, device: torch.device) -> tuple[DANN, dict]:
-    """The DANN network of a checkpoint (a run's best.pt / last.pt or a shipped one), in eval mode."""
+    """The DANN network of a checkpoint (a run's best.pt / last.pt or a shipped one), in eval mode. Shipped
+    checkpoints hold no domain classifier (training only): it is left as initialised."""
     ck = checkpoints.load_checkpoint(path, KIND)
     net = build_net(ck["config"])
-    checkpoints.load_state(net, ck["models"]["dann"], "DANN")
+    state = ck["models"]["dann"]
+    if not any(k.startswith(DOMAIN_HEAD) for k in state):
+        state = {**{k: v for k, v in net.state_dict().items() if k.startswith(DOMAIN_HEAD)}, **state}
+    checkpoints.load_state(net, state, "DANN")
     return net.to(device).eval(), ck
 
 
@@ -239,6 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.cmd == "export":
         _, ck = load_classifier(args.ckpt, torch.device("cpu"))  # the weights fit the network
+        ck["models"]["dann"] = {k: v for k, v in ck["models"]["dann"].items() if not k.startswith(DOMAIN_HEAD)}
         print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out)}")
         return
     if args.cmd == "train":

@@ -33,14 +33,8 @@ import evaluation
 import loop
 from augment import augment_digits, texture_mix
 from cli import UserError
-from datasets import (
-    DeviceSampler,
-    ImageSet,
-    check_domain,
-    digit_splits,
-    load_digits,
-)
-from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
+from datasets import DeviceSampler, ImageSet, adaptation_data, check_domain
+from digit_models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
 
 KIND = "p4_adda"
 PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
@@ -222,7 +216,7 @@ class ADDAMethod:
             n[k].eval()
         metrics = {}
         if step <= self.pretrain_end:  # the source side changes in stage 1 only
-            val = self.data["source_val"]
+            val = self.data["val"]
             metrics["val_acc"] = evaluation.accuracy(lambda x: n["classifier"](n["source_encoder"](x)), val.images,
                                                      val.labels, dev)
         if step >= self.pretrain_end:  # the target encoder exists: the criterion, and the (report-only) test accuracy
@@ -277,15 +271,11 @@ def train(args: argparse.Namespace) -> None:
         raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
     config = {"kind": KIND, **checkpoints.run_config(args)}
 
-    # data: labelled source (train / validation), unlabelled target train; target dev-test only reported
-    src_train, src_val, _ = digit_splits(args.data, args.source, args.val_fraction, args.seed, args.source_test)
-    tgt_train = load_digits(args.data, args.target, "train")
-    pick = torch.randperm(len(tgt_train.images), generator=torch.Generator().manual_seed(args.seed))
-    data = {"source_val": src_val, "select": tgt_train.images[pick[:args.select_images]],  # unlabelled: selection
-            "target_test": load_digits(args.data, args.target, "test")}  # reported for the chosen checkpoint only
+    data = adaptation_data(args.data, args.source, args.target, args.val_fraction, args.seed, args.source_test,
+                           args.select_images)
     rng = torch.Generator(dist.device).manual_seed(args.seed)
-    src = DeviceSampler(src_train, dist.device, rng)
-    tgt = DeviceSampler(ImageSet(tgt_train.images, tgt_train.names), dist.device, rng)  # labels dropped
+    src = DeviceSampler(data["train"], dist.device, rng)
+    tgt = DeviceSampler(data["target_train"], dist.device, rng)  # no labels
     steps = args.pretrain_steps + args.adapt_steps + args.selftrain_steps
     config["total_steps"] = steps
     run = checkpoints.open_run(run, config, args.resume, args.overwrite, dist)

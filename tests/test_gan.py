@@ -22,7 +22,7 @@ import fid
 import gan
 import p1_dcgan
 import p2_acgan
-from models import Z_DIM, ACGANDiscriminator, ACGANGenerator, DCGANDiscriminator, DCGANGenerator
+from gan_models import Z_DIM, ACGANDiscriminator, ACGANGenerator, DCGANDiscriminator, DCGANGenerator
 
 FIG1 = (8 * 64 + 9 * 2, 4 * 64 + 5 * 2)   # 4x8 faces, 2 px padding: (530, 266)
 FIG2 = (10 * 64 + 11 * 2, 2 * 64 + 3 * 2)  # 2x10 faces: (662, 134)

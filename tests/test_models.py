@@ -5,20 +5,8 @@ import pytest
 import torch
 
 import distributed
-from models import (
-    DANN,
-    ACGANDiscriminator,
-    ACGANGenerator,
-    DCGANDiscriminator,
-    DCGANGenerator,
-    FeatureCritic,
-    GradientReversal,
-    InputNorm,
-    LeNetClassifier,
-    LeNetEncoder,
-    dann_coeff,
-    init_dcgan,
-)
+from digit_models import DANN, FeatureCritic, GradientReversal, InputNorm, LeNetClassifier, LeNetEncoder, dann_coeff
+from gan_models import ACGANDiscriminator, ACGANGenerator, DCGANDiscriminator, DCGANGenerator, init_dcgan
 
 
 def test_gan_shapes():

@@ -13,13 +13,14 @@ import torch
 from conftest import ROOT, assert_clean_error, run_cli, run_main
 
 import checkpoints
+import cli
 import evaluation
 import hw3_eval
 import p3_dann
 import tsne
+from digit_models import DANN, dann_coeff
 from evaluation import im_score
 from hw3_eval import csv_accuracy
-from models import DANN, dann_coeff
 from p3_dann import make_optimizers
 
 FAST = ["--batch", "32", "--eval-every", "20", "--log-every", "10"]
@@ -73,6 +74,8 @@ def test_wrapper_end_to_end_from_another_cwd(dann_run, demo_root, tmp_path):
     r = run_cli("p3_dann.py", "export", "--ckpt", str(dann_run / "best.pt"), "--out", str(ckdir / "p3_dann_usps.pt"),
                 check=True)
     assert (ckdir / "p3_dann_usps.json").is_file(), r.stdout
+    shipped = torch.load(ckdir / "p3_dann_usps.pt", weights_only=True)["models"]["dann"]
+    assert shipped and not any(k.startswith("domain_classifier.") for k in shipped)  # training-only head left out
     os.environ["HW3_CKPT_DIR"] = str(ckdir)
     try:
         r = run_cli("hw3_p3.sh", str(demo_root / "digits" / "usps" / "test"), "usps", "out dir/p.csv",
@@ -210,6 +213,11 @@ def test_reversal_schedule_values():
     assert dann_coeff(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)  # 0.9866
     assert dann_coeff(1.0) == pytest.approx(2 / (1 + math.exp(-10)) - 1)  # 0.99991
     assert dann_coeff(0.1) < dann_coeff(0.2) < dann_coeff(0.5)
+    # a warm start: 0 for `delay` steps, then the same curve over `ramp` steps
+    assert p3_dann.reversal_coeff(99, delay=100, ramp=400) == 0.0
+    assert p3_dann.reversal_coeff(100, delay=100, ramp=400) == 0.0
+    assert p3_dann.reversal_coeff(300, delay=100, ramp=400) == pytest.approx(dann_coeff(0.5))
+    assert p3_dann.reversal_coeff(10_000, delay=100, ramp=400) == pytest.approx(dann_coeff(1.0))
 
 
 def test_information_maximisation_by_hand():
@@ -256,3 +264,52 @@ def test_dann_beats_source_only_on_a_domain_shift(demo_root, tmp_path):
                       "--steps", "200", "--batch", "32", "--eval-every", "50", "--run-dir", str(tmp_path / mode)])
         acc[mode] = json.loads((tmp_path / mode / "metrics.json").read_text())["target_test_acc"]
     assert acc["dann"] > acc["source"] + 0.05, acc
+
+
+def test_domain_loss_entropy_weighting_by_hand():
+    dom_logits, dom_true = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    ce = torch.nn.functional.cross_entropy(dom_logits, dom_true, reduction="none")
+    assert p3_dann.domain_loss(dom_logits, dom_true).item() == pytest.approx(ce.mean().item())
+    probs = torch.stack([torch.eye(10)[3], torch.full((10,), 0.1)])  # confident: w = 2; uniform: w = 1 + 1/10
+    w = torch.tensor([2.0, 1.1]) / 1.55
+    assert p3_dann.domain_loss(dom_logits, dom_true, probs).item() == pytest.approx((w * ce).mean().item(), rel=1e-5)
+
+
+def test_conditional_domain_head_sees_features_times_probabilities():
+    """CDAN: the domain head's input is the outer product (B, 10 * 500); its gradient reaches the features
+    (reversed) but not the label classifier, whose probabilities enter detached."""
+    torch.manual_seed(0)
+    net = DANN(True, "bn", 64, 2, conditional=True).train()
+    assert net.domain_classifier.net[0][0].in_features == 10 * 500
+    x = torch.rand(8, 3, 28, 28)
+    _, dom = net(x, 4)
+    dom.sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in net.label_classifier.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in net.features.parameters())
+
+
+def test_label_shift_weights_by_hand():
+    labels = torch.tensor([0, 0, 1, 1])                      # source: half 0s, half 1s
+    probs = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # target predicted: 3/4 0s, 1/4 1s
+    w = p3_dann.label_shift_weights(probs, labels, n_classes=2)
+    assert w.tolist() == pytest.approx([1.5, 0.5])
+    assert (w[labels].mean()).item() == pytest.approx(1.0)   # reweighted, the source keeps its total weight
+    assert p3_dann.label_shift_weights(torch.tensor([[1.0, 0.0]]), labels, 2).tolist() == pytest.approx([2.0, 0.2])
+
+
+def test_class_weights_are_set_after_the_warm_start_and_resume_exactly(demo_root, tmp_path):
+    args = ["train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", "--steps", "6", "--batch",
+            "16", "--eval-every", "3", "--grl-delay", "2", "--class-weights",
+            "--select-images", "64"]
+    p3_dann.main([*args, "--run-dir", str(tmp_path / "full")])
+    full = checkpoints.load_checkpoint(tmp_path / "full" / "last.pt", "p3_dann")
+    w = full["class_weights"]
+    assert w.shape == (10,) and (w > 0).all() and not torch.allclose(w, torch.ones(10))
+    p3_dann.main([*args, "--run-dir", str(tmp_path / "cut"), "--stop-at", "4"])
+    p3_dann.main([*args, "--run-dir", str(tmp_path / "cut"), "--resume"])
+    cut = checkpoints.load_checkpoint(tmp_path / "cut" / "last.pt", "p3_dann")
+    assert torch.equal(cut["class_weights"], w)
+    for k, v in full["models"]["dann"].items():
+        assert torch.equal(v, cut["models"]["dann"][k]), k
+    with pytest.raises(cli.UserError, match="grl-delay"):
+        p3_dann.main([a for a in args if a not in ("--grl-delay", "2")] + ["--run-dir", str(tmp_path / "bad")])

@@ -51,7 +51,7 @@ def test_optimizers_own_only_their_stage():
 
 def test_plain_is_the_report_adda():
     import p4_adda
-    from models import LeNetEncoder
+    from digit_models import LeNetEncoder
 
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--plain"])
     assert (a.encoder, a.augment, a.selftrain_steps, a.lr, a.critic_hidden) == ("lenet", False, 0, 2e-4, 500)
@@ -134,7 +134,7 @@ def test_bad_inputs(demo_root, adapted, tmp_path):
 
 
 def test_teacher_ema_update_by_hand():
-    from models import ema_update
+    from digit_models import ema_update
 
     teacher = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
     student = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
@@ -151,7 +151,7 @@ def test_teacher_ema_update_by_hand():
 
 def test_gradient_penalty_of_a_linear_critic():
     """For a linear critic the gradient of (logit_1 - logit_0) is W[1] - W[0] everywhere: the penalty is its norm^2."""
-    from models import gradient_penalty
+    from digit_models import gradient_penalty
 
     critic = torch.nn.Linear(4, 2)
     with torch.no_grad():

@@ -1,6 +1,7 @@
 """No lost work: Ctrl-C checkpoints and exits 130, SIGKILL leaves a loadable checkpoint, NaN stops cleanly."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -53,10 +54,7 @@ def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path, problem):
     assert "Traceback" not in err
     step = checkpoints.load_checkpoint(run / "last.pt", kind)["step"]
     assert step >= 1
-    if problem == "p3":
-        r = run_cli(*cmd[1:], "--resume", "--stop-at", str(step + 3), check=True)
-    else:
-        r = run_cli(*p1_cmd(demo_root, run, steps=str(step + 3))[1:], "--resume", check=True)
+    r = run_cli(*cmd[1:], "--resume", "--stop-at", str(step + 3), check=True)  # both loops honour --stop-at
     assert checkpoints.load_checkpoint(run / "last.pt", kind)["step"] == step + 3, r.stdout
 
 
@@ -85,6 +83,8 @@ def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root
         r = run_cli(*p1_cmd(demo_root, run, steps=str(step + 2))[1:], "--resume")
     assert r.returncode == 0, r.stderr
     assert checkpoints.load_checkpoint(run / "last.pt", kind)["step"] == step + 2
+    if problem == "p1":  # an explicit --steps extends the run, and config.json says so
+        assert json.loads((run / "config.json").read_text())["total_steps"] == step + 2
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, monkeypatch):

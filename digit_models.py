@@ -1,128 +1,11 @@
-"""Every network of P1-P4 (the report's architectures), weight init, and gradient reversal.
-
-Discriminators return logits (no final Sigmoid): the losses use BCEWithLogits, which is the report's
-Sigmoid + BCE computed stably, and safe under bf16 autocast.
-"""
+"""The networks of P3 (DANN) and P4 (ADDA and its improved BatchNorm encoder), gradient reversal, and P4's
+training helpers (gradient penalty, EMA teacher)."""
 from __future__ import annotations
 
 import math
 
 import torch
 import torch.nn as nn
-
-Z_DIM = 100
-
-
-def init_dcgan(m: nn.Module) -> None:
-    """DCGAN init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02) and biases 0."""
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(m.weight, 0.0, 0.02)
-    elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-        nn.init.normal_(m.weight, 1.0, 0.02)
-        nn.init.zeros_(m.bias)
-
-
-def up(cin: int, cout: int, stride: int = 2, padding: int = 1) -> nn.Sequential:
-    """Transposed conv 4x4 + BN + ReLU: doubles the spatial size (or 1 -> 4 with stride 1, padding 0)."""
-    return nn.Sequential(nn.ConvTranspose2d(cin, cout, 4, stride, padding, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(True))
-
-
-def down(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
-    """Conv 4x4 stride 2 + (BN) + LeakyReLU(0.2): halves the spatial size."""
-    layers = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)] + ([nn.BatchNorm2d(cout)] if bn else [])
-    return nn.Sequential(*layers, nn.LeakyReLU(0.2, True))
-
-
-# ----------------------------------------------------------------------------- P1 DCGAN
-
-
-class DCGANGenerator(nn.Module):
-    """z (B, 100) -> image (B, 3, 64, 64) in [-1, 1]."""
-
-    def __init__(self, z_dim: int = Z_DIM, width: int = 64):
-        super().__init__()
-        self.z_dim = z_dim
-        self.net = nn.Sequential(
-            up(z_dim, width * 8, 1, 0),     # (B, 512, 4, 4)
-            up(width * 8, width * 4),       # (B, 256, 8, 8)
-            up(width * 4, width * 2),       # (B, 128, 16, 16)
-            up(width * 2, width),           # (B, 64, 32, 32)
-            nn.ConvTranspose2d(width, 3, 4, 2, 1, bias=False), nn.Tanh(),  # (B, 3, 64, 64)
-        )
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.view(z.size(0), -1, 1, 1))
-
-
-class DCGANDiscriminator(nn.Module):
-    """image (B, 3, 64, 64) -> real/fake logit (B,)."""
-
-    def __init__(self, width: int = 64):
-        super().__init__()
-        self.net = nn.Sequential(
-            down(3, width, bn=False),       # (B, 64, 32, 32)
-            down(width, width * 2),         # (B, 128, 16, 16)
-            down(width * 2, width * 4),     # (B, 256, 8, 8)
-            down(width * 4, width * 8),     # (B, 512, 4, 4)
-            nn.Conv2d(width * 8, 1, 4, 1, 0, bias=False),  # (B, 1, 1, 1)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten()
-
-
-# ----------------------------------------------------------------------------- P2 ACGAN
-
-
-class ACGANGenerator(nn.Module):
-    """(z (B, 100), attribute (B,) in {0, 1}) -> image (B, 3, 64, 64): the attribute is concatenated to z."""
-
-    def __init__(self, z_dim: int = Z_DIM, width: int = 24):
-        super().__init__()
-        self.z_dim = z_dim
-        self.fc = nn.Linear(z_dim + 1, width * 16)  # (B, 384)
-        self.net = nn.Sequential(
-            up(width * 16, width * 8, 1, 0),  # (B, 192, 4, 4)
-            up(width * 8, width * 4),         # (B, 96, 8, 8)
-            up(width * 4, width * 2),         # (B, 48, 16, 16)
-            up(width * 2, width),             # (B, 24, 32, 32)
-            nn.ConvTranspose2d(width, 3, 4, 2, 1, bias=False), nn.Tanh(),  # (B, 3, 64, 64)
-        )
-
-    def forward(self, z: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
-        h = self.fc(torch.cat([z.view(z.size(0), -1), attr.view(-1, 1).to(z.dtype)], 1))
-        return self.net(h.view(h.size(0), -1, 1, 1))
-
-
-def acgan_block(cin: int, cout: int, stride: int, bn: bool = True) -> nn.Sequential:
-    """Conv 3x3 + (BN) + LeakyReLU(0.2) + Dropout(0.5), the report's ACGAN discriminator block."""
-    layers = [nn.Conv2d(cin, cout, 3, stride, 1 if stride == 2 else 0, bias=False)]
-    layers += [nn.BatchNorm2d(cout)] if bn else []
-    return nn.Sequential(*layers, nn.LeakyReLU(0.2, True), nn.Dropout(0.5))
-
-
-class ACGANDiscriminator(nn.Module):
-    """image (B, 3, 64, 64) -> (real/fake logit (B,), attribute logits (B, 2))."""
-
-    def __init__(self, n_classes: int = 2):
-        super().__init__()
-        self.net = nn.Sequential(
-            acgan_block(3, 16, 2, bn=False),  # (B, 16, 32, 32)
-            acgan_block(16, 32, 1),           # (B, 32, 30, 30)
-            acgan_block(32, 64, 2),           # (B, 64, 15, 15)
-            acgan_block(64, 128, 1),          # (B, 128, 13, 13)
-            acgan_block(128, 256, 2),         # (B, 256, 7, 7)
-            acgan_block(256, 512, 1),         # (B, 512, 5, 5)
-            nn.Flatten(),                     # (B, 12800)
-        )
-        self.real_fake = nn.Linear(512 * 5 * 5, 1)
-        self.attribute = nn.Linear(512 * 5 * 5, n_classes)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.net(x)
-        return self.real_fake(h).flatten(), self.attribute(h)
-
 
 # ----------------------------------------------------------------------------- P3 DANN
 
@@ -220,15 +103,18 @@ class DomainClassifier(nn.Module):
 
 class DANN(nn.Module):
     """Feature extractor shared by a label classifier and a (gradient-reversed) domain classifier.
-    arch "report": the report's 3->32->48 extractor (768 features); "bn": P4's wider BatchNorm encoder (500)."""
+    arch "report": the report's 3->32->48 extractor (768 features); "bn": P4's wider BatchNorm encoder (500).
+    conditional: the domain classifier sees features x predicted class probabilities (CDAN, Long et al. 2018)."""
 
     def __init__(self, input_norm: bool = False, arch: str = "report", domain_hidden: int = 100,
-                 domain_layers: int = 1):
+                 domain_layers: int = 1, conditional: bool = False, n_classes: int = 10):
         super().__init__()
         self.features = DANNFeatures(input_norm) if arch == "report" else BNEncoder(input_norm)
         dim = self.features.out_dim
-        self.label_classifier = LabelClassifier(dim)
-        self.domain_classifier = DomainClassifier(dim, domain_hidden, domain_layers)
+        self.conditional = conditional
+        self.label_classifier = LabelClassifier(dim, n_classes)
+        self.domain_classifier = DomainClassifier(dim * (n_classes if conditional else 1), domain_hidden,
+                                                  domain_layers)
 
     def forward(self, x: torch.Tensor, n_source: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(digit logits (B, 10), domain logits (B, 2)); the domain head sees reversed gradients.
@@ -237,7 +123,11 @@ class DANN(nn.Module):
             f = self.features(x)
         else:
             f = torch.cat([self.features(x[:n_source]), self.features(x[n_source:])])
-        return self.label_classifier(f), self.domain_classifier(f)
+        logits = self.label_classifier(f)
+        if self.conditional:  # outer product of class probabilities and features; no gradient into the probabilities
+            p = logits.detach().float().softmax(1).to(f.dtype)
+            f = (p.unsqueeze(2) * f.unsqueeze(1)).flatten(1)  # (B, 10 * dim)
+        return logits, self.domain_classifier(f)
 
 
 # ----------------------------------------------------------------------------- P4 ADDA (the report's networks)
