@@ -28,7 +28,7 @@ from digit_models import DANN, dann_coeff
 KIND = "p3_dann"
 PLAIN = {"arch": "report", "input_norm": False, "augment": False, "zoom": False, "domain_bn": False,  # report's DANN
          "domain_hidden": 100, "domain_layers": 1, "domain_weight": 1.0, "grl_ramp": 0, "grl_delay": 0,
-         "class_weights": False, "select": "val",
+         "select": "val",
          "conditional": False, "entropy_weighting": False, "target_entropy": 0.0}
 
 
@@ -76,10 +76,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "2/(1+exp(-10p))-1 ramps to 1 (0: the whole run, as in the report)")
     t.add_argument("--grl-delay", type=int, default=0, help="steps of source-only training (reversal coefficient 0) "
                    "before the ramp starts; the domain classifier trains meanwhile (a warm start)")
-    t.add_argument("--class-weights", action="store_true", help="DANN: at the end of --grl-delay, estimate the "
-                   "target's class mix from the model's predictions on unlabelled target images and weight each source "
-                   "image's domain loss by target/source class frequency, so that aligning the features does not force "
-                   "the source's class mix onto the target (label shift; needs --grl-delay)")
     t.add_argument("--select", choices=["im", "val"], default="im", help="checkpoint selection: information "
                    "maximisation on unlabelled target train images, or labelled source validation accuracy")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for --select im")
@@ -104,26 +100,14 @@ def reversal_coeff(step: int, delay: int, ramp: int) -> float:
     return 0.0 if step < delay else dann_coeff(min(1.0, (step - delay) / max(1, ramp)))
 
 
-def domain_loss(dom_logits: torch.Tensor, dom_true: torch.Tensor, probs: torch.Tensor | None = None,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
+def domain_loss(dom_logits: torch.Tensor, dom_true: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
     """Domain cross-entropy (B,) -> mean. With class probabilities (B, C), each image weighted by 1 + exp(-entropy),
-    normalised to mean 1, so that confident predictions drive the alignment (CDAN+E); `weights` (B,) multiply in."""
+    normalised to mean 1, so that confident predictions drive the alignment (CDAN+E)."""
     loss = F.cross_entropy(dom_logits.float(), dom_true, reduction="none")  # (B,)
     if probs is not None:
         w = 1 + torch.exp(-evaluation.entropy(probs))
         loss = loss * (w / w.mean())
-    if weights is not None:
-        loss = loss * weights
     return loss.mean()
-
-
-def label_shift_weights(target_probs: torch.Tensor, source_labels: torch.Tensor, n_classes: int = 10,
-                        clamp: tuple[float, float] = (0.2, 5.0)) -> torch.Tensor:
-    """Per-class weights q_t(y) / q_s(y) (C,): the target's class mix estimated as the mean predicted probability
-    (N, C), the source's counted from its labels. Weighted by them, source images have the target's class mix."""
-    q_s = torch.bincount(source_labels, minlength=n_classes).float() / len(source_labels)
-    q_t = target_probs.float().mean(0)
-    return (q_t / q_s.clamp_min(1e-6)).clamp(*clamp)
 
 
 class DANNMethod:
@@ -137,7 +121,6 @@ class DANNMethod:
         self.dist, self.rng, self.steps = dist, rng, steps
         self.opt_label, self.opt_domain = make_optimizers(net, args.lr)
         self.eval_net = net  # what evaluation scored last: with --domain-bn, a copy with target BN statistics
-        self.class_weights: torch.Tensor | None = None  # --class-weights: set at the end of the warm start
 
     def update(self, step: int) -> dict[str, float]:
         args, dist = self.args, self.dist
@@ -158,10 +141,7 @@ class DANNMethod:
                 logits, dom_logits = self.model(torch.cat([xs, xt]), len(xs) if args.domain_bn else None)
                 dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(dist.device)
                 p = logits.float().softmax(1)  # (2B, 10)
-                weights = None
-                if self.class_weights is not None:  # source rows by class, target rows 1
-                    weights = torch.cat([self.class_weights[ys], torch.ones(len(xt), device=dist.device)])
-                loss_dom = domain_loss(dom_logits, dom_true, p.detach() if args.entropy_weighting else None, weights)
+                loss_dom = domain_loss(dom_logits, dom_true, p.detach() if args.entropy_weighting else None)
                 logits = logits[: len(xs)]
                 loss_cls = F.cross_entropy(logits, ys)
                 loss = loss_cls + args.domain_weight * loss_dom
@@ -177,11 +157,7 @@ class DANNMethod:
         return {"loss_cls": loss_cls.item(), "src_acc": (logits.argmax(1) == ys).float().mean().item(), **out}
 
     def after_step(self, step: int) -> None:
-        if self.args.class_weights and self.tgt is not None and step == self.args.grl_delay:
-            self.model.eval()
-            probs = evaluation.predict_logits(self.target_classifier(), self.data["select"], self.dist.device)
-            self.model.train()
-            self.class_weights = label_shift_weights(probs.softmax(1), self.src.labels).to(self.dist.device)
+        pass
 
     def target_classifier(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """The network as the target will see it: with --domain-bn, a copy with target BatchNorm statistics (AdaBN),
@@ -212,15 +188,12 @@ class DANNMethod:
         if not full:  # best.pt: the network as evaluation scored it
             return {"models": {"dann": self.eval_net.state_dict()}}
         return {"models": {"dann": self.net.state_dict()},
-                "optimizers": {"label": self.opt_label.state_dict(), "domain": self.opt_domain.state_dict()},
-                "class_weights": None if self.class_weights is None else self.class_weights.cpu()}
+                "optimizers": {"label": self.opt_label.state_dict(), "domain": self.opt_domain.state_dict()}}
 
     def load_state_dict(self, state: dict) -> None:
         checkpoints.load_state(self.net, state["models"]["dann"], "DANN")
         self.opt_label.load_state_dict(state["optimizers"]["label"])
         self.opt_domain.load_state_dict(state["optimizers"]["domain"])
-        weights = state.get("class_weights")
-        self.class_weights = None if weights is None else weights.to(self.dist.device)
 
 
 def train(args: argparse.Namespace) -> None:
@@ -232,8 +205,6 @@ def train(args: argparse.Namespace) -> None:
         raise UserError("--source and --target must differ")
     if args.grl_delay < 0 or args.grl_ramp < 0:
         raise UserError("--grl-delay and --grl-ramp must be >= 0")
-    if args.class_weights and args.grl_delay < 1:
-        raise UserError("--class-weights estimates the target's class mix at the end of --grl-delay: give one")
     if args.source_test and args.mode == "target":
         raise UserError("--source-test is for --mode source or dann: the target's test/ split is the one scored")
     if args.mode == "target":

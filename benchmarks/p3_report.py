@@ -43,7 +43,7 @@ def main() -> None:
         print(f"| {row} | " + " | ".join(cells) + " |")
     print("\n| selection (DANN runs) | by source val acc | by IM score (default) | best in hindsight |")
     print("|---|---|---|---|")
-    for row in (r for r in rows if "dann" in r):
+    for row in (r for r in rows if not r.startswith("source")):  # every adaptation row
         for pair in PAIRS:
             picks = {"val": [], "im": [], "oracle": []}
             for run in runs_of(root, row, pair):

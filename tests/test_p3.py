@@ -256,8 +256,8 @@ def test_plain_is_the_report_configuration(demo_root, tmp_path):
 
 def test_dann_beats_source_only_on_a_domain_shift(demo_root, tmp_path):
     """Same (default) flags and seed: demo mnist (white strokes on black) -> demo mnistm (strokes cut into colour
-    textures). Aligning the features must beat source-only on the target (measured: 0.62 vs 0.53 at seed 0, and
-    +0.18 / +0.14 at seeds 1 / 2, at 200 steps)."""
+    textures). Aligning the features must beat source-only on the target (measured with the defaults: 0.67 vs 0.50
+    at seed 0, and 0.60 vs 0.40 / 0.55 vs 0.44 at seeds 1 / 2, at 200 steps)."""
     acc = {}
     for mode in ("source", "dann"):
         p3_dann.main(["train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--mode", mode,
@@ -288,28 +288,16 @@ def test_conditional_domain_head_sees_features_times_probabilities():
     assert any(p.grad is not None and p.grad.any() for p in net.features.parameters())
 
 
-def test_label_shift_weights_by_hand():
-    labels = torch.tensor([0, 0, 1, 1])                      # source: half 0s, half 1s
-    probs = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # target predicted: 3/4 0s, 1/4 1s
-    w = p3_dann.label_shift_weights(probs, labels, n_classes=2)
-    assert w.tolist() == pytest.approx([1.5, 0.5])
-    assert (w[labels].mean()).item() == pytest.approx(1.0)   # reweighted, the source keeps its total weight
-    assert p3_dann.label_shift_weights(torch.tensor([[1.0, 0.0]]), labels, 2).tolist() == pytest.approx([2.0, 0.2])
-
-
-def test_class_weights_are_set_after_the_warm_start_and_resume_exactly(demo_root, tmp_path):
+def test_warm_start_keeps_the_reversal_off_then_ramps_and_resumes_exactly(demo_root, tmp_path):
     args = ["train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", "--steps", "6", "--batch",
-            "16", "--eval-every", "3", "--grl-delay", "2", "--class-weights",
-            "--select-images", "64"]
+            "16", "--eval-every", "3", "--log-every", "1", "--grl-delay", "3", "--select-images", "64"]
     p3_dann.main([*args, "--run-dir", str(tmp_path / "full")])
-    full = checkpoints.load_checkpoint(tmp_path / "full" / "last.pt", "p3_dann")
-    w = full["class_weights"]
-    assert w.shape == (10,) and (w > 0).all() and not torch.allclose(w, torch.ones(10))
-    p3_dann.main([*args, "--run-dir", str(tmp_path / "cut"), "--stop-at", "4"])
+    coeffs = [r["coeff"] for r in checkpoints.read_metrics(tmp_path / "full" / "metrics.jsonl") if "coeff" in r]
+    assert coeffs[:4] == [0.0] * 4 and all(c > 0 for c in coeffs[4:]) and len(coeffs) == 6  # steps 0-3: off
+    p3_dann.main([*args, "--run-dir", str(tmp_path / "cut"), "--stop-at", "2"])
     p3_dann.main([*args, "--run-dir", str(tmp_path / "cut"), "--resume"])
-    cut = checkpoints.load_checkpoint(tmp_path / "cut" / "last.pt", "p3_dann")
-    assert torch.equal(cut["class_weights"], w)
-    for k, v in full["models"]["dann"].items():
-        assert torch.equal(v, cut["models"]["dann"][k]), k
+    full, cut = (checkpoints.load_checkpoint(tmp_path / r / "last.pt", "p3_dann")["models"]["dann"]
+                 for r in ("full", "cut"))
+    assert all(torch.equal(full[k], cut[k]) for k in full)
     with pytest.raises(cli.UserError, match="grl-delay"):
-        p3_dann.main([a for a in args if a not in ("--grl-delay", "2")] + ["--run-dir", str(tmp_path / "bad")])
+        p3_dann.main([*args[:-4], "--grl-delay", "-1", "--run-dir", str(tmp_path / "bad")])
