@@ -145,10 +145,11 @@ class DANNMethod:
                 logits = logits[: len(xs)]
                 loss_cls = F.cross_entropy(logits, ys)
                 loss = loss_cls + args.domain_weight * loss_dom
+                target_entropy = evaluation.entropy(p[len(xs):]).mean()  # of the target predictions
                 if args.target_entropy:
-                    loss = loss + args.target_entropy * evaluation.entropy(p[len(xs):]).mean()
+                    loss = loss + args.target_entropy * target_entropy
                 out = {"loss_dom": loss_dom.item(), "dom_acc": (dom_logits.argmax(1) == dom_true).float().mean().item(),
-                       "coeff": coeff}
+                       "coeff": coeff, "target_entropy": target_entropy.item()}
         self.opt_label.zero_grad(set_to_none=True)
         self.opt_domain.zero_grad(set_to_none=True)
         loss.backward()
@@ -241,7 +242,7 @@ def train(args: argparse.Namespace) -> None:
                "best_step": best["step"], "source_val_acc" if args.mode != "target" else "target_val_acc":
                best["val_acc"], "im": best["im"], "target_test_acc": best["target_test_acc"]}
     cli.write_json(run / "metrics.json", metrics)
-    checkpoints.plot_curves(run, {"losses": ["loss_cls", "loss_dom"],
+    checkpoints.plot_curves(run, {"losses": ["loss_cls", "loss_dom", "target_entropy"],
                                   "accuracy": ["src_acc", "dom_acc", "val_acc", "target_test_acc"],
                                   "selection": ["im"]})
     print(f"{args.mode} {args.source}->{args.target}: best step {best['step']} by {args.select}, "

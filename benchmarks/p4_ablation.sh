@@ -47,6 +47,12 @@ done
 # the table: python benchmarks/p4_report.py "$out" p4_u2m_plain p4_u2m_full p4_u2m_gp p4_m2u_full p4_m2u_gp p4_mn2m_full \
 #   p4_mn2m_long p4_mn2m_tex p4_mn2m_tex_long p4_mn2m_tex_cut p4_mn2m_tex_src p4_mn2m_st p4_mn2m_st_tex p4_u2m_tex
 
+# mnist -> mnistm on the rebuilt (stratified) mnist data, no --source-test, seeds 0-2
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strat_tex$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --seed $s
+done
+
 # shipped checkpoints (best.pt = chosen by im-score on unlabelled target train images)
 python p4_adda.py export --ckpt "$out/p4_u2m_full/best.pt" --out checkpoints/p4_adda_mnistm.pt
 python p4_adda.py export --ckpt "$out/p4_m2u_full/best.pt" --out checkpoints/p4_adda_usps.pt

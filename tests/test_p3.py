@@ -250,6 +250,7 @@ def test_plain_is_the_report_configuration(demo_root, tmp_path):
                   "--steps", "2", "--batch", "8", "--eval-every", "2", "--run-dir", str(tmp_path / "r")])
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["arch"] == "report" and not cfg["input_norm"] and not cfg["augment"] and cfg["select"] == "val"
+    assert not cfg["conditional"] and not cfg["entropy_weighting"] and cfg["target_entropy"] == 0
     net, _ = p3_dann.load_classifier(str(tmp_path / "r" / "best.pt"), torch.device("cpu"))
     assert net.features.out_dim == 768 and net.domain_classifier.net[0].out_features == 100
 
