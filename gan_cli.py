@@ -11,6 +11,7 @@ import torch.nn as nn
 
 import cli
 import distributed
+import loop
 from datasets import list_images
 from gan import GanSpec, export, load_generator, sample, train
 
@@ -30,15 +31,9 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
     t.add_argument("--report", action="store_true", help="the report's configuration: no DiffAugment, no EMA")
-    t.add_argument("--log-every", type=int, default=20)
     t.add_argument("--sample-every", type=int, default=250, help="write a grid from the fixed noise every N steps")
     t.add_argument("--ckpt-every", type=int, default=250)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    distributed.add_precision_arg(t)
-    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last.pt")
-    t.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
-    t.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
+    loop.add_run_args(t, log_every=20, evaluates=False)  # FID is its own command
     s = sub.add_parser("sample", help="the graded figure (--out FILE) or N single PNGs (--n N --out DIR)")
     s.add_argument("--ckpt", required=True)
     s.add_argument("--out", required=True)

@@ -45,11 +45,12 @@ class Schedule:
     extra_state: dict = field(default_factory=dict)
 
 
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """The options every training script shares: logging and evaluation period, seed, device, precision, and the
+def add_run_args(parser: argparse.ArgumentParser, log_every: int = 50, evaluates: bool = True) -> None:
+    """The options every training script shares: logging (and evaluation) period, seed, device, precision, and the
     run-folder controls (--resume, --overwrite, --stop-at)."""
-    parser.add_argument("--eval-every", type=int, default=500)
-    parser.add_argument("--log-every", type=int, default=50)
+    if evaluates:
+        parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--log-every", type=int, default=log_every)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     add_precision_arg(parser)

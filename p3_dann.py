@@ -28,8 +28,7 @@ from digit_models import DANN, dann_coeff
 KIND = "p3_dann"
 PLAIN = {"arch": "report", "input_norm": False, "augment": False, "zoom": False, "domain_bn": False,  # report's DANN
          "domain_hidden": 100, "domain_layers": 1, "domain_weight": 1.0, "grl_ramp": 0, "grl_delay": 0,
-         "select": "val",
-         "conditional": False, "entropy_weighting": False, "target_entropy": 0.0}
+         "conditional": False, "entropy_weighting": False, "target_entropy": 0.0, "select": "val"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -160,15 +159,6 @@ class DANNMethod:
     def after_step(self, step: int) -> None:
         pass
 
-    def target_classifier(self) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The network as the target will see it: with --domain-bn, a copy with target BatchNorm statistics (AdaBN),
-        kept as `eval_net` (what best.pt saves)."""
-        self.eval_net = self.net
-        if self.args.domain_bn and self.tgt is not None:
-            self.eval_net = copy.deepcopy(self.net)
-            evaluation.recompute_bn_stats(self.eval_net, self.data["select"], self.dist.device, seed=self.args.seed)
-        return lambda x: self.eval_net(x)[0]
-
     def evaluate(self, step: int) -> dict[str, float]:
         """Source validation accuracy, the information-maximisation score on unlabelled target train images, and the
         target dev-test accuracy (reported only). With --domain-bn the target side is scored as it will be used:
@@ -176,7 +166,11 @@ class DANNMethod:
         dev, val, select, test = self.dist.device, self.data["val"], self.data["select"], self.data["target_test"]
         self.model.eval()
         metrics = {"val_acc": evaluation.accuracy(lambda x: self.model(x)[0], val.images, val.labels, dev)}
-        classify = self.target_classifier()
+        self.eval_net = self.net
+        if self.args.domain_bn and self.tgt is not None:
+            self.eval_net = copy.deepcopy(self.net)
+            evaluation.recompute_bn_stats(self.eval_net, select, dev, seed=self.args.seed)
+        classify = lambda x: self.eval_net(x)[0]  # noqa: E731
         metrics |= {"im": evaluation.im_score(evaluation.predict_logits(classify, select, dev)),
                     "target_test_acc": evaluation.accuracy(classify, test.images, test.labels, dev)}
         self.model.train()
