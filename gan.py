@@ -196,7 +196,31 @@ def load_generator(path: str | Path, spec: GanSpec, device: torch.device) -> tup
     G = spec.build_g()
     state = ck["models"].get("G_ema", ck["models"]["G"])  # the weight average, where the run kept one
     checkpoints.load_state(G, checkpoints.float_state(state), "generator")
-    return G.to(device).eval(), ck
+    G = G.to(device).eval()
+    if "G_ema" in ck["models"]:  # a run's average still has the live generator's statistics (exports are fixed)
+        recalibrate_batchnorm(G, spec, device)
+    return G, ck
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(G: nn.Module, spec: GanSpec, device: torch.device, batches: int = 100, batch: int = 64,
+                          seed: int = 0) -> nn.Module:
+    """Re-estimate G's BatchNorm running statistics for its own weights: the mean over `batches` noise batches in
+    train mode. An EMA generator needs it, its weights never produced the live generator's statistics."""
+    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches below
+    G.train()
+    rng = torch.Generator().manual_seed(seed)
+    for _ in range(batches):
+        z = torch.randn(batch, Z_DIM, generator=rng).to(device)  # (B, 100)
+        y = torch.randint(0, 2, (batch,), generator=rng).to(device) if spec.conditional else None
+        spec.generate(G, z, y)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return G.eval()
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -249,8 +273,9 @@ def sample(args: argparse.Namespace, spec: GanSpec) -> None:
 
 
 def export(args: argparse.Namespace, spec: GanSpec) -> None:
-    """Generator weights (the EMA, if kept) in fp16 + config + step: what checkpoints/ ships."""
-    _, ck = load_generator(args.ckpt, spec, torch.device("cpu"))  # the weights fit the generator
-    ck = {**ck, "models": {"G": ck["models"].get("G_ema", ck["models"]["G"])}}  # ship the average as G
+    """Generator weights (the EMA, if kept, with BatchNorm statistics re-estimated) in fp16 + config + step: what
+    checkpoints/ ships."""
+    G, ck = load_generator(args.ckpt, spec, torch.device("cpu"))  # an average comes with its own BN statistics
+    ck = {**ck, "models": {"G": G.state_dict()}}  # ship it as G
     out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")

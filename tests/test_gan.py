@@ -278,3 +278,22 @@ def test_ema_update_by_hand():
     ema.update(net, step=0)                         # warm-up: decay 1/10, so mostly the current weights
     assert ema.net[0].weight.item() == pytest.approx(0.1 * 1.5 + 0.9 * 2.0)
     assert not any(p.requires_grad for p in ema.net.parameters())
+
+
+def test_recalibrate_batchnorm_by_hand():
+    class Tiny(nn.Module):  # z (B, 100) -> BatchNorm of 2 * z[:, :1]
+        def __init__(self):
+            super().__init__()
+            self.bn = nn.BatchNorm1d(1)
+
+        def forward(self, z):
+            return self.bn(2 * z[:, :1])
+
+    G = Tiny().eval()
+    G.bn.running_mean.fill_(5.0)  # stale statistics, e.g. the live generator's copied into an EMA
+    spec = gan.GanSpec(kind="tiny", build_g=Tiny, build_d=Tiny, generate=lambda G, z, y: G(z), figure=None, step=None)
+    gan.recalibrate_batchnorm(G, spec, torch.device("cpu"), batches=4, batch=8, seed=3)
+    z = torch.randn(4 * 8, Z_DIM, generator=torch.Generator().manual_seed(3))[:, :1].view(4, 8)  # the same draws
+    assert G.bn.running_mean.item() == pytest.approx(2 * z.mean().item(), abs=1e-5)  # mean of the batch means
+    assert G.bn.running_var.item() == pytest.approx(4 * z.var(1).mean().item(), rel=1e-4)
+    assert not G.training and G.bn.momentum == 0.1  # back in eval mode, momentum restored
