@@ -211,9 +211,11 @@ def gradient_penalty(critic: nn.Module, fs: torch.Tensor, ft: torch.Tensor, rng:
 
 
 @torch.no_grad()
-def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
-    """teacher <- decay * teacher + (1 - decay) * student, parameters and BatchNorm statistics alike."""
-    for t, s in zip(teacher.state_dict().values(), student.state_dict().values()):
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float, buffers: bool = True) -> None:
+    """teacher <- decay * teacher + (1 - decay) * student, parameters and (with `buffers`) BatchNorm statistics."""
+    pairs = zip(teacher.state_dict().values(), student.state_dict().values()) if buffers else \
+        zip(teacher.parameters(), student.parameters())
+    for t, s in pairs:
         if t.is_floating_point():
             t.mul_(decay).add_(s, alpha=1 - decay)
         else:

@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--gp", type=float, default=0.0, help="weight of a zero-centred gradient penalty on the critic")
     t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
     t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
+    t.add_argument("--teacher-bn", choices=["student", "clean"], default="student",
+                   help="the teacher's BatchNorm statistics: averaged from the student's (gathered on augmented "
+                        "views) or its own, of the clean batch it labels")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for selection")
     t.add_argument("--val-fraction", type=float, default=0.1, help="source training data held out (stage 1 log)")
     loop.add_run_args(t)
@@ -182,6 +185,10 @@ class ADDAMethod:
     def selftrain_step(self) -> dict[str, float]:
         args, n = self.args, self.nets
         xt, _ = self.tgt.sample(args.batch)
+        clean_bn = args.teacher_bn == "clean"
+        for m in n["teacher"].modules():  # "clean": BatchNorm statistics of the clean batch it labels (no dropout)
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train(clean_bn)
         with torch.no_grad(), distributed.autocast(self.dist.device):
             p = n["classifier"](n["teacher"](xt)).float().softmax(1)  # the teacher's view: the clean image
             self.pbar = 0.99 * self.pbar + 0.01 * p.mean(0)
@@ -194,7 +201,7 @@ class ADDAMethod:
         self.opts["selftrain"].zero_grad(set_to_none=True)
         loss.backward()
         self.opts["selftrain"].step()
-        ema_update(n["teacher"], n["target_encoder"], args.ema)
+        ema_update(n["teacher"], n["target_encoder"], args.ema, buffers=not clean_bn)
         return {"loss_self": loss.item(), "mask": mask.mean().item()}
 
     def after_step(self, step: int) -> None:

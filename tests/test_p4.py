@@ -161,3 +161,39 @@ def test_gradient_penalty_of_a_linear_critic():
     assert gp.item() == pytest.approx((torch.tensor([-1.0, 3, -2, 1]) ** 2).sum().item())
     gp.backward()  # differentiable: it trains the critic
     assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("teacher_bn", ["student", "clean"])
+def test_teacher_batchnorm_statistics(teacher_bn, tmp_path):
+    """--teacher-bn clean: the teacher's BatchNorm statistics come from its own pass over the clean batch it
+    labels; student: they are the average of the student's (gathered on augmented views)."""
+    import copy
+
+    import p4_adda
+    from datasets import DeviceSampler, ImageSet
+
+    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--teacher-bn", teacher_bn,
+                               "--batch", "16", "--pretrain-steps", "1", "--adapt-steps", "0"])
+    dist = distributed.Dist(0, 1, torch.device("cpu"))
+    nets, opts = p4_adda.build(vars(args), dist)
+    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
+    method = p4_adda.ADDAMethod(args, nets, opts, tgt, tgt, {}, dist, rng, tmp_path)
+    method.set_modes(1)
+    teacher = nets["teacher"]
+    before = copy.deepcopy(teacher)
+    state = rng.get_state()
+    method.selftrain_step()
+    rng.set_state(state)
+    xt, _ = tgt.sample(args.batch)  # the clean batch the teacher labelled
+    own = before.eval()
+    for m in own.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.train()
+    with torch.no_grad():
+        own(xt)  # a pass of the pre-step teacher over it, BatchNorm in train mode
+    bn = [k for k, v in teacher.state_dict().items() if "running_mean" in k]
+    assert bn
+    matches = [torch.allclose(teacher.state_dict()[k], own.state_dict()[k], atol=1e-6) for k in bn]
+    assert all(matches) if teacher_bn == "clean" else not any(matches)
