@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import ROOT, assert_clean_error, run_cli
 
+import adda
 import checkpoints
 import distributed
 
@@ -40,7 +41,7 @@ def test_optimizers_own_only_their_stage():
     import p4_adda
 
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm"])
-    nets, opts = p4_adda.build(vars(a), distributed.Dist(0, 1, torch.device("cpu")))
+    nets, opts = adda.build(vars(a), distributed.Dist(0, 1, torch.device("cpu")))
     ids = lambda *names: {id(p) for n in names for p in nets[n].parameters()}  # noqa: E731
     owned = {k: {id(p) for grp in o.param_groups for p in grp["params"]} for k, o in opts.items()}
     assert owned["critic"] == ids("critic")
@@ -55,7 +56,7 @@ def test_plain_is_the_report_adda():
 
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--plain"])
     assert (a.encoder, a.augment, a.selftrain_steps, a.lr, a.critic_hidden) == ("lenet", False, 0, 2e-4, 500)
-    assert isinstance(p4_adda.make_encoder(vars(a)), LeNetEncoder)
+    assert isinstance(adda.make_encoder(vars(a)), LeNetEncoder)
 
 
 def test_adaptation_beats_source_only(adapted):
@@ -175,11 +176,11 @@ def test_teacher_batchnorm_statistics(teacher_bn, tmp_path):
     args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--teacher-bn", teacher_bn,
                                "--batch", "16", "--pretrain-steps", "1", "--adapt-steps", "0"])
     dist = distributed.Dist(0, 1, torch.device("cpu"))
-    nets, opts = p4_adda.build(vars(args), dist)
+    nets, opts = adda.build(vars(args), dist)
     images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     rng = torch.Generator().manual_seed(1)
     tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
-    method = p4_adda.ADDAMethod(args, nets, opts, tgt, tgt, {}, dist, rng, tmp_path)
+    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {}, dist, rng, tmp_path)
     method.set_modes(1)
     teacher = nets["teacher"]
     before = copy.deepcopy(teacher)
