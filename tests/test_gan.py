@@ -148,6 +148,17 @@ def test_hw3_p1p2_end_to_end(shipped, tmp_path, monkeypatch):
     assert_clean_error(run_cli("hw3_p1p2.sh", str(tmp_path / "o2")), "missing", "p1_dcgan.pt")
 
 
+@pytest.mark.parametrize("n1, n2, d", [(60, 40, 16), (12, 9, 64)])  # full rank, and rank below d
+def test_frechet_distance_matches_scipy_sqrtm(n1, n2, d):
+    import scipy.linalg
+
+    rng = np.random.default_rng(0)
+    f1, f2 = rng.normal(size=(n1, d)) * rng.uniform(0.5, 2, d), rng.normal(size=(n2, d)) + 0.3
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    want = ((f1.mean(0) - f2.mean(0)) ** 2).sum() + np.trace(s1 + s2) - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real)
+    assert fid.frechet_distance(f1, f2) == pytest.approx(want, rel=1e-5)
+
+
 def test_fid_self_zero_noise_large(demo_root):
     from datasets import load_faces
 
