@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
+import torch.distributed as torch_dist
 import torch.nn as nn
 
 from cli import UserError
@@ -41,8 +41,8 @@ def setup(device: str = "auto", seed: int = 0, precision: str = "auto") -> Dist:
         if dev.type == "cuda":
             dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(dev)
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        if not torch_dist.is_initialized():
+            torch_dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -112,13 +112,13 @@ class AllReduceSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         x = x.clone()
-        dist.all_reduce(x)
+        torch_dist.all_reduce(x)
         return x
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
-        dist.all_reduce(grad)
+        torch_dist.all_reduce(grad)
         return grad
 
 
@@ -169,20 +169,20 @@ def global_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def prepare_model(model: nn.Module, d: Dist, compile: bool = False, find_unused: bool = False) -> nn.Module:
+def prepare_model(model: nn.Module, dist: Dist, compile: bool = False, find_unused: bool = False) -> nn.Module:
     """Move to the device (channels_last where training is bf16), optionally compile, wrap in DDP under torchrun
     with BatchNorm over the global batch (SyncBatchNorm on CUDA, GlobalBatchNorm on CPU)."""
-    model = model.to(d.device)
-    if precision(d.device) != "fp32":  # oneDNN / cuDNN run bf16 convolutions fastest in NHWC
+    model = model.to(dist.device)
+    if precision(dist.device) != "fp32":  # oneDNN / cuDNN run bf16 convolutions fastest in NHWC
         model = model.to(memory_format=torch.channels_last)
     if compile:
         model = torch.compile(model)
-    if d.world > 1 and any(p.requires_grad for p in model.parameters()):
-        if d.device.type == "cuda":  # batch statistics over the global batch
+    if dist.world > 1 and any(p.requires_grad for p in model.parameters()):
+        if dist.device.type == "cuda":  # batch statistics over the global batch
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         else:
             model = global_batchnorm(model)
-        ids = [d.device.index] if d.device.type == "cuda" else None
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
     return model
 
@@ -198,15 +198,15 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def all_reduce_mean(x: float, d: Dist) -> float:
+def all_reduce_mean(x: float, dist: Dist) -> float:
     """Mean of a scalar over ranks (identity without torchrun)."""
-    if d.world == 1:
+    if dist.world == 1:
         return x
-    t = torch.tensor([x], dtype=torch.float64, device=d.device)
-    dist.all_reduce(t)
-    return t.item() / d.world
+    t = torch.tensor([x], dtype=torch.float64, device=dist.device)
+    torch_dist.all_reduce(t)
+    return t.item() / dist.world
 
 
-def cleanup(d: Dist) -> None:
-    if d.world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup(dist: Dist) -> None:
+    if dist.world > 1 and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

@@ -51,9 +51,9 @@ def train_step(nets: Nets, real: torch.Tensor, labels: torch.Tensor | None, rng:
     return d_step(nets, real, fake) | g_step(nets, fake)
 
 
-def figure(G: torch.nn.Module, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, int]:
+def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tuple[torch.Tensor, int]:
     """fig1_2: 32 faces from 32 noise vectors, 4 rows of 8."""
-    z = torch.randn(32, Z_DIM, generator=gen).to(device)
+    z = torch.randn(32, Z_DIM, generator=rng).to(device)
     return G(z), 8
 
 

@@ -69,9 +69,9 @@ def pairs(G: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return G(z, off.to(z.device)), G(z, on.to(z.device))
 
 
-def figure(G: torch.nn.Module, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, int]:
+def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tuple[torch.Tensor, int]:
     """fig2_2: 10 noise vectors, one per column; top row attribute off, bottom row on."""
-    off, on = pairs(G, torch.randn(10, Z_DIM, generator=gen).to(device))
+    off, on = pairs(G, torch.randn(10, Z_DIM, generator=rng).to(device))
     return torch.cat([off, on]), 10
 
 
