@@ -23,7 +23,7 @@ t --source mnist --target mnistm --run-dir "$out/p4_mn2m_long" --pretrain-steps 
 t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5
 t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex_long" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 500 --texture-mix 0.5
 t --source usps --target mnistm --run-dir "$out/p4_u2m_tex" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --texture-mix 0.5
-# 2026-11-30 (session 4): two stage-3 levers on mnist->mnistm, neither kept (removed after commit 86ad6c3, which
+# 2026-11-30: two stage-3 levers on mnist->mnistm, neither kept (removed after commit 86ad6c3, which
 # has them: `git checkout 86ad6c3` to rerun): cutout in the student's view (stopped at step 4750 of 6000, behind
 # the run without it at every evaluation) and the labelled source loss kept in stage 3
 # t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex_cut" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --cutout 12
