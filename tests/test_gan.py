@@ -308,3 +308,16 @@ def test_recalibrate_batchnorm_by_hand():
     assert G.bn.running_mean.item() == pytest.approx(2 * z.mean().item(), abs=1e-5)  # mean of the batch means
     assert G.bn.running_var.item() == pytest.approx(4 * z.var(1).mean().item(), rel=1e-4)
     assert not G.training and G.bn.momentum == 0.1  # back in eval mode, momentum restored
+
+
+def test_export_ships_the_average_with_its_own_batchnorm_statistics(shipped):
+    run = torch.load(shipped / "p1_dcgan" / "last.pt", map_location="cpu", weights_only=True)["models"]["G_ema"]
+    out = torch.load(shipped / "ckpt" / "p1_dcgan.pt", map_location="cpu", weights_only=True)["models"]["G"]
+    G = DCGANGenerator()
+    G.load_state_dict(run)
+    gan.recalibrate_batchnorm(G, p1_dcgan.SPEC, torch.device("cpu"))
+    for k, v in G.state_dict().items():
+        if k.endswith("running_mean"):
+            assert not torch.allclose(run[k].float(), v, atol=1e-3)  # the live generator's were replaced ...
+        if v.is_floating_point():
+            assert torch.allclose(out[k].float(), v, rtol=1e-2, atol=1e-3), k  # ... by the average's own (fp16)
