@@ -56,3 +56,14 @@ done
 # shipped checkpoints (best.pt = chosen by im-score on unlabelled target train images)
 python p4_adda.py export --ckpt "$out/p4_u2m_full/best.pt" --out checkpoints/p4_adda_mnistm.pt
 python p4_adda.py export --ckpt "$out/p4_m2u_full/best.pt" --out checkpoints/p4_adda_usps.pt
+
+# usps -> mnistm, seeds 0-2 on the current code: the shipped configuration (re-run; overwrites p4_u2m_full*),
+# --teacher-bn clean (the EMA teacher's BatchNorm statistics from the clean batch it labels), --texture-mix 0.25
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  for v in "full" "tbn --teacher-bn clean" "tex25 --texture-mix 0.25"; do
+    set -- $v; name=$1; shift
+    t --source usps --target mnistm --run-dir "$out/p4_u2m_$name$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --seed $s "$@"
+  done
+done
+# python benchmarks/p4_report.py "$out" p4_u2m_full p4_u2m_tbn p4_u2m_tex25
