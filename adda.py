@@ -119,9 +119,8 @@ class ADDAMethod:
         args, n = self.args, self.nets
         xt, _ = self.tgt.sample(args.batch)
         clean_bn = args.teacher_bn == "clean"
-        for m in n["teacher"].modules():  # "clean": BatchNorm statistics of the clean batch it labels (no dropout)
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train(clean_bn)
+        for m in evaluation.batchnorm_layers(n["teacher"]):  # "clean": statistics of the clean batch it labels
+            m.train(clean_bn)
         with torch.no_grad(), distributed.autocast(self.dist.device):
             p = n["classifier"](n["teacher"](xt)).float().softmax(1)  # the teacher's view: the clean image
             self.pbar = 0.99 * self.pbar + 0.01 * p.mean(0)

@@ -30,22 +30,37 @@ def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.
 
 
 @torch.no_grad()
+def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def reestimate_batchnorm(model: nn.Module, forward_batches: Callable[[], None]) -> None:
+    """Reset every BatchNorm's running statistics and keep the cumulative average over the train-mode forward passes
+    of `forward_batches()`; momenta restored, model left in eval mode."""
+    norms = batchnorm_layers(model)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches
+    model.train()
+    forward_batches()
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
 def recompute_bn_stats(model: nn.Module, images: torch.Tensor, device: torch.device, batch: int = 512,
                        max_images: int = 20000, seed: int = 0) -> None:
     """AdaBN: re-estimate every BatchNorm's running statistics on `images` (uint8, unlabelled), in place."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
     idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:max_images]
-    model.train()
-    for i in range(0, len(idx), batch):
-        with autocast(device, training=False):
-            model(to_unit(images[idx[i:i + batch]].to(device)))
-    for m, mom in zip(bns, saved):
-        m.momentum = mom
-    model.eval()
+
+    def forward_batches() -> None:
+        for i in range(0, len(idx), batch):
+            with autocast(device, training=False):
+                model(to_unit(images[idx[i:i + batch]].to(device)))
+
+    reestimate_batchnorm(model, forward_batches)
 
 
 def accuracy(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor,

@@ -16,6 +16,7 @@ from PIL import Image
 import checkpoints
 import cli
 import distributed
+import evaluation
 import loop
 from augment import DiffAugment, parse_policy
 from cli import UserError
@@ -202,25 +203,20 @@ def load_generator(path: str | Path, spec: GanSpec, device: torch.device) -> tup
     return G, ck
 
 
-@torch.no_grad()
 def recalibrate_batchnorm(G: nn.Module, spec: GanSpec, device: torch.device, batches: int = 100, batch: int = 64,
                           seed: int = 0) -> nn.Module:
     """Re-estimate G's BatchNorm running statistics for its own weights: the mean over `batches` noise batches in
     train mode. An EMA generator needs it, its weights never produced the live generator's statistics."""
-    norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches below
-    G.train()
     rng = torch.Generator().manual_seed(seed)
-    for _ in range(batches):
-        z = torch.randn(batch, Z_DIM, generator=rng).to(device)  # (B, 100)
-        y = torch.randint(0, 2, (batch,), generator=rng).to(device) if spec.conditional else None
-        spec.generate(G, z, y)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    return G.eval()
+
+    def forward_batches() -> None:
+        for _ in range(batches):
+            z = torch.randn(batch, Z_DIM, generator=rng).to(device)  # (B, 100)
+            y = torch.randint(0, 2, (batch,), generator=rng).to(device) if spec.conditional else None
+            spec.generate(G, z, y)
+
+    evaluation.reestimate_batchnorm(G, forward_batches)
+    return G
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
