@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -50,13 +50,16 @@ class GanSpec:
     """What a GAN script plugs into the shared code."""
 
     kind: str                                   # checkpoint kind, e.g. "p1_dcgan"
-    build_g: Callable[[], nn.Module]
-    build_d: Callable[[], nn.Module]
+    build_g: Callable[[dict], nn.Module]        # a run's config -> its generator (the config names the architecture)
+    build_d: Callable[[dict], nn.Module]
     # (G, z (B, 100), attribute (B,) or None) -> images (B, 3, 64, 64)
     generate: Callable[[nn.Module, torch.Tensor, torch.Tensor | None], torch.Tensor]
     figure: Callable[[nn.Module, torch.Generator, torch.device], tuple[torch.Tensor, int]]  # -> images, columns
     step: Step                                  # one D update then one G update on a real batch
     conditional: bool = False                   # needs an attribute column
+    report_args: dict = field(default_factory=dict)  # what --report sets besides no DiffAugment and no EMA
+    # (args, G, D) -> None: weights to start from (a fresh run only, after the DCGAN init)
+    warm_start: Callable[[argparse.Namespace, nn.Module, nn.Module], None] | None = None
 
 
 # ----------------------------------------------------------------------------- training
@@ -140,8 +143,10 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     steps_asked = args.steps
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind) if args.resume else None
     args.steps = steps_asked or args.steps  # the recorded config wins, except an explicit --steps (extends a run)
+    args.data = args.data or "hw3_data"
     if args.report:
         args.diffaug, args.ema = "none", 0.0
+        vars(args).update(spec.report_args)
     try:
         policy = parse_policy(args.diffaug)
     except ValueError as e:
@@ -159,8 +164,10 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     config |= {"total_steps": steps, "train_images": len(sampler)}
     run = checkpoints.open_run(args.run_dir, config, args.resume, args.overwrite, dist)
 
-    G, D = spec.build_g(), spec.build_d()
+    G, D = spec.build_g(config), spec.build_d(config)
     G.apply(init_dcgan), D.apply(init_dcgan)
+    if spec.warm_start is not None and resume is None:
+        spec.warm_start(args, G, D)
     opt_g = distributed.adam(G.parameters(), args.lr, betas=tuple(args.betas))
     opt_d = distributed.adam(D.parameters(), args.lr, betas=tuple(args.betas))
     nets = Nets(distributed.prepare_model(G, dist), distributed.prepare_model(D, dist), opt_g, opt_d, dist.rank,
@@ -194,7 +201,7 @@ def plot_gan_curves(run: Path) -> Path:
 def load_generator(path: str | Path, spec: GanSpec, device: torch.device) -> tuple[nn.Module, dict]:
     """The generator of a run checkpoint or a shipped fp16 one, in float32 eval mode on `device`."""
     ck = checkpoints.load_checkpoint(path, spec.kind)
-    G = spec.build_g()
+    G = spec.build_g(ck["config"])
     state = ck["models"].get("G_ema", ck["models"]["G"])  # the weight average, where the run kept one
     checkpoints.load_state(G, checkpoints.float_state(state), "generator")
     G = G.to(device).eval()

@@ -20,7 +20,8 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     """The sub-commands train / sample / eval / export with their shared options (report defaults)."""
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train the GAN on the faces of --data")
-    t.add_argument("--data", default="hw3_data", help="root of the course layout (face/train)")
+    t.add_argument("--data", help="root of the course layout, face/train (default hw3_data, or the run's own with "
+                                  "--resume)")
     t.add_argument("--run-dir", required=True, help="run folder: config.json, metrics.jsonl, last.pt, samples/")
     t.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training set (report: {epochs})")
     t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")

@@ -70,7 +70,50 @@ class DCGANDiscriminator(nn.Module):
         return self.net(x).flatten()
 
 
-# ----------------------------------------------------------------------------- P2 ACGAN
+# ----------------------------------------------------------------------------- P2 ACGAN, the DCGAN's networks
+
+
+class ConditionalDCGANGenerator(DCGANGenerator):
+    """(z (B, 100), attribute (B,) in {0, 1}) -> image (B, 3, 64, 64): the DCGAN generator with the attribute as a
+    101st input, so with attribute 0 it computes exactly what a DCGAN generator with the first 100 inputs would."""
+
+    def __init__(self, z_dim: int = Z_DIM, width: int = 64):
+        super().__init__(z_dim + 1, width)
+        self.z_dim = z_dim
+
+    def forward(self, z: torch.Tensor, attr: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat([z.view(z.size(0), -1), attr.view(-1, 1).to(z.dtype)], 1))  # (B, 101)
+
+
+class ConditionalDCGANDiscriminator(DCGANDiscriminator):
+    """image (B, 3, 64, 64) -> (real/fake logit (B,), attribute logits (B, 2)): the DCGAN discriminator with an
+    attribute head beside its real/fake head, both on its (B, 512, 4, 4) features."""
+
+    def __init__(self, n_classes: int = 2, width: int = 64):
+        super().__init__(width)
+        self.attribute = nn.Conv2d(width * 8, n_classes, 4, 1, 0)  # (B, 2, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net[:-1](x)  # (B, 512, 4, 4)
+        return self.net[-1](h).flatten(), self.attribute(h).flatten(1)
+
+
+def load_dcgan_into_conditional(G: ConditionalDCGANGenerator, D: ConditionalDCGANDiscriminator | None,
+                                g_state: dict, d_state: dict | None) -> None:
+    """Warm start from a P1 DCGAN: every weight is copied; the generator's attribute input keeps its init, and the
+    discriminator's attribute head (new) too."""
+    first = "net.0.0.weight"  # (101, 512, 4, 4) here, (100, 512, 4, 4) in the DCGAN
+    g_state = dict(g_state)
+    weight = G.state_dict()[first].clone()
+    weight[: G.z_dim] = g_state.pop(first)
+    G.load_state_dict({**g_state, first: weight})
+    if D is not None and d_state is not None:
+        missing, unexpected = D.load_state_dict(d_state, strict=False)
+        if unexpected or any(not k.startswith("attribute.") for k in missing):
+            raise KeyError(f"not a DCGAN discriminator: missing {missing}, unexpected {unexpected}")
+
+
+# ----------------------------------------------------------------------------- P2 ACGAN, the report's networks
 
 
 class ACGANGenerator(nn.Module):

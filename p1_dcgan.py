@@ -57,8 +57,8 @@ def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tu
     return G(z), 8
 
 
-SPEC = gan.GanSpec(kind=KIND, build_g=DCGANGenerator, build_d=DCGANDiscriminator, generate=lambda G, z, y: G(z),
-                   figure=figure, step=train_step)
+SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: DCGANGenerator(), build_d=lambda config: DCGANDiscriminator(),
+                   generate=lambda G, z, y: G(z), figure=figure, step=train_step)
 
 
 def main(argv: list[str] | None = None) -> None:

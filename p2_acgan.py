@@ -1,6 +1,8 @@
-"""P2: ACGAN on 64x64 faces conditioned on one binary attribute (default Smiling), the report's networks.
+"""P2: ACGAN on 64x64 faces conditioned on one binary attribute (default Smiling): the DCGAN's networks with the
+attribute as an extra generator input and an attribute head on the discriminator (--arch report: the report's).
 
   python p2_acgan.py train --data hw3_data --attr Smiling --run-dir runs/p2
+  python p2_acgan.py train --data hw3_data --run-dir runs/p2 --init runs/p1/last.pt   # warm start from P1
   python p2_acgan.py export --ckpt runs/p2/last.pt --out checkpoints/p2_acgan.pt
   python p2_acgan.py sample --ckpt checkpoints/p2_acgan.pt --out fig2_2.jpg --seed 0
   python p2_acgan.py eval --ckpt checkpoints/p2_acgan.pt --data hw3_data --n 1000
@@ -13,13 +15,22 @@ import torch
 import torch.nn.functional as F
 
 import attribute_judge
+import checkpoints
 import cli
 import distributed
 import fid
 import gan
 import gan_cli
+from cli import UserError
 from gan import Nets, gan_losses_real_fake
-from gan_models import Z_DIM, ACGANDiscriminator, ACGANGenerator
+from gan_models import (
+    Z_DIM,
+    ACGANDiscriminator,
+    ACGANGenerator,
+    ConditionalDCGANDiscriminator,
+    ConditionalDCGANGenerator,
+    load_dcgan_into_conditional,
+)
 
 KIND = "p2_acgan"
 
@@ -75,14 +86,37 @@ def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tu
     return torch.cat([off, on]), 10
 
 
-SPEC = gan.GanSpec(kind=KIND, build_g=ACGANGenerator, build_d=ACGANDiscriminator, generate=lambda G, z, y: G(z, y),
-                   figure=figure, step=train_step, conditional=True)
+ARCHS = {"dcgan": (ConditionalDCGANGenerator, ConditionalDCGANDiscriminator),
+         "report": (ACGANGenerator, ACGANDiscriminator)}  # runs recorded before --arch existed used the report's
+
+
+def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module) -> None:
+    """--init: start from a P1 DCGAN checkpoint: a run's last.pt (both networks) or an export (generator only)."""
+    if not args.init:
+        return
+    if args.arch != "dcgan":
+        raise UserError("--init starts from a DCGAN: it needs --arch dcgan")
+    ck = checkpoints.load_checkpoint(args.init, "p1_dcgan")
+    try:
+        load_dcgan_into_conditional(G, D, checkpoints.float_state(ck["models"]["G"]), ck["models"].get("D"))
+    except (KeyError, RuntimeError) as e:
+        raise UserError(f"--init {args.init}: {cli.first_line(e)}") from None
+    print(f"warm start from {args.init} (P1 step {ck['step']}{', generator only' if 'D' not in ck['models'] else ''})")
+
+
+SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: ARCHS[config.get("arch", "report")][0](),
+                   build_d=lambda config: ARCHS[config.get("arch", "report")][1](), generate=lambda G, z, y: G(z, y),
+                   figure=figure, step=train_step, conditional=True, report_args={"arch": "report"},
+                   warm_start=warm_start)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cmds = gan_cli.add_commands(p, batch=100, epochs=100)
     cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
+    cmds["train"].add_argument("--arch", choices=sorted(ARCHS), default="dcgan",
+                               help="the DCGAN's networks with an attribute input and head, or the report's")
+    cmds["train"].add_argument("--init", help="start from a P1 DCGAN checkpoint (run or export; needs --arch dcgan)")
     cmds["eval"].add_argument("--classifier", help="attribute judge (default checkpoints/p2_<attr>_classifier.pt; "
                                                    "trained on <data>/face/train and saved there if absent)")
     args = p.parse_args(argv)

@@ -67,3 +67,11 @@ for s in 0 1 2; do
   done
 done
 # python benchmarks/p4_report.py "$out" p4_u2m_full p4_u2m_tbn p4_u2m_tex25
+
+# one configuration for both pairs: --gp 1 --texture-mix 0.25, seeds 0-2, each pair with its step counts above
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_gptex$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200 --gp 1 --texture-mix 0.25 --seed $s
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_gptex$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --gp 1 --texture-mix 0.25 --seed $s
+done
+# python benchmarks/p4_report.py "$out" p4_m2u_gptex p4_u2m_gptex

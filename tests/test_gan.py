@@ -22,7 +22,17 @@ import fid
 import gan
 import p1_dcgan
 import p2_acgan
-from gan_models import Z_DIM, ACGANDiscriminator, ACGANGenerator, DCGANDiscriminator, DCGANGenerator
+from gan_models import (
+    Z_DIM,
+    ACGANDiscriminator,
+    ACGANGenerator,
+    ConditionalDCGANDiscriminator,
+    ConditionalDCGANGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    init_dcgan,
+    load_dcgan_into_conditional,
+)
 
 FIG1 = (8 * 64 + 9 * 2, 4 * 64 + 5 * 2)   # 4x8 faces, 2 px padding: (530, 266)
 FIG2 = (10 * 64 + 11 * 2, 2 * 64 + 3 * 2)  # 2x10 faces: (662, 134)
@@ -60,6 +70,39 @@ def test_shapes():
     assert ACGANGenerator()(z, y).shape == (3, 3, 64, 64)
     rf, attr = ACGANDiscriminator()(torch.randn(3, 3, 64, 64))
     assert rf.shape == (3,) and attr.shape == (3, 2)
+    assert ConditionalDCGANGenerator()(z, y).shape == (3, 3, 64, 64)
+    rf, attr = ConditionalDCGANDiscriminator()(torch.randn(3, 3, 64, 64))
+    assert rf.shape == (3,) and attr.shape == (3, 2)
+
+
+def test_warm_start_from_dcgan_computes_what_the_dcgan_did():
+    """With attribute 0 the conditional generator is the DCGAN's, and the real/fake head is the DCGAN's D; the
+    attribute input and head keep their own init."""
+    torch.manual_seed(0)
+    G1, D1 = DCGANGenerator().apply(init_dcgan).eval(), DCGANDiscriminator().apply(init_dcgan).eval()
+    G, D = ConditionalDCGANGenerator().apply(init_dcgan).eval(), ConditionalDCGANDiscriminator().apply(init_dcgan)
+    attr_row, attr_head = G.net[0][0].weight[Z_DIM].clone(), D.attribute.weight.clone()
+    load_dcgan_into_conditional(G, D, G1.state_dict(), D1.state_dict())
+    z, x = torch.randn(4, Z_DIM), torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(G(z, torch.zeros(4)), G1(z), atol=1e-6)
+        assert not torch.allclose(G(z, torch.ones(4)), G1(z), atol=1e-4)  # the attribute does something
+        assert torch.allclose(D.eval()(x)[0], D1(x), atol=1e-6)
+    assert torch.equal(G.net[0][0].weight[Z_DIM], attr_row) and torch.equal(D.attribute.weight, attr_head)
+    with pytest.raises((KeyError, RuntimeError)):  # a discriminator that is not a DCGAN's
+        load_dcgan_into_conditional(G, D, G1.state_dict(), ACGANDiscriminator().state_dict())
+
+
+def test_acgan_init_from_a_p1_run(demo_root, shipped, tmp_path, monkeypatch, capsys):
+    args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY]
+    r = in_process(p2_acgan, [*args, "--init", str(shipped / "p1_dcgan" / "last.pt")], monkeypatch, capsys)
+    assert r.returncode == 0 and "warm start" in r.stdout and "step 2" in r.stdout
+    r = in_process(p2_acgan, [*args, "--overwrite", "--arch", "report", "--init",
+                              str(shipped / "p1_dcgan" / "last.pt")], monkeypatch, capsys)
+    assert_clean_error(r, "--arch dcgan")
+    r = in_process(p2_acgan, [*args, "--overwrite", "--init", str(shipped / "ckpt" / "p2_acgan.pt")],
+                   monkeypatch, capsys)
+    assert_clean_error(r, "p1_dcgan")
 
 
 @pytest.mark.parametrize("problem", ["p1", "p2"])
