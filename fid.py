@@ -13,7 +13,8 @@ import torch
 from tqdm import tqdm
 
 from cli import UserError
-from datasets import cache_dir, decode_many
+from course_files import decode_many
+from datasets import cache_dir
 
 
 def inception_weights() -> Path:

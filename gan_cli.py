@@ -12,7 +12,7 @@ import torch.nn as nn
 import cli
 import distributed
 import loop
-from datasets import list_images
+from course_files import list_images
 from gan import GanSpec, export, load_generator, sample, train
 
 

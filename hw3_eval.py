@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from cli import UserError, cli_main
-from datasets import parse_int, read_csv
+from course_files import parse_int, read_csv
 
 
 def read_labels(path: str) -> dict[str, int]:

@@ -17,7 +17,7 @@ import fid  # noqa: E402
 import gan  # noqa: E402
 import p1_dcgan  # noqa: E402
 import p2_acgan  # noqa: E402
-from datasets import list_images  # noqa: E402
+from course_files import list_images  # noqa: E402
 
 
 def main() -> None:

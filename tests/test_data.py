@@ -10,15 +10,14 @@ from PIL import Image
 
 from augment import augment_digits, shuffle_patches, texture_mix
 from cli import DataWarning, UserError
+from course_files import decode, read_csv
 from datasets import (
     DeviceSampler,
     ImageSet,
-    decode,
     digit_splits,
     load_digits,
     load_faces,
     load_folder,
-    read_csv,
     split_val,
 )
 
