@@ -128,13 +128,14 @@ class ADDAMethod:
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
             mask = (conf >= args.threshold).float()
         with distributed.autocast(self.dist.device):  # the student's view: an augmented image
-            logits = n["classifier"](n["target_encoder"](self.augment(xt)))
-            loss = (F.cross_entropy(logits.float(), pseudo, reduction="none") * mask).mean()
+            logits = n["classifier"](n["target_encoder"](self.augment(xt))).float()
+            loss = (F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()
+        spread = evaluation.entropy(logits.softmax(1).mean(0))  # of the batch's mean prediction: low = one class
         self.opts["selftrain"].zero_grad(set_to_none=True)
-        loss.backward()
+        (loss - args.diversity * spread).backward()
         self.opts["selftrain"].step()
         ema_update(n["teacher"], n["target_encoder"], args.ema, buffers=not clean_bn)
-        return {"loss_self": loss.item(), "mask": mask.mean().item()}
+        return {"loss_self": loss.item(), "mask": mask.mean().item(), "spread": spread.item()}
 
     def after_step(self, step: int) -> None:
         """At a stage boundary: the target encoder starts as the source encoder; the teacher as the chosen one."""

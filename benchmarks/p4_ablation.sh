@@ -75,3 +75,14 @@ for s in 0 1 2; do
   t --source usps --target mnistm --run-dir "$out/p4_u2m_gptex$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --gp 1 --texture-mix 0.25 --seed $s
 done
 # python benchmarks/p4_report.py "$out" p4_m2u_gptex p4_u2m_gptex
+
+# usps -> mnistm self-training (stage 3 peaks within ~500 steps, then sinks many images into one class): on top of
+# --gp 1 --texture-mix 0.25, a diversity bonus (--diversity 1) or a slower teacher (--ema 0.999), seeds 0-2
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  for v in "div1 --diversity 1" "ema999 --ema 0.999"; do
+    set -- $v; name=$1; shift
+    t --source usps --target mnistm --run-dir "$out/p4_u2m_gptex_$name$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --gp 1 --texture-mix 0.25 --seed $s "$@"
+  done
+done
+# python benchmarks/p4_report.py "$out" p4_u2m_gptex p4_u2m_gptex_div1 p4_u2m_gptex_ema999

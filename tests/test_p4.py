@@ -14,6 +14,7 @@ from conftest import ROOT, assert_clean_error, run_cli
 import adda
 import checkpoints
 import distributed
+import evaluation
 
 SHORT = ["--pretrain-steps", "20", "--adapt-steps", "20", "--selftrain-steps", "10", "--batch", "32",
          "--eval-every", "10", "--log-every", "5", "--device", "cpu"]
@@ -198,3 +199,39 @@ def test_teacher_batchnorm_statistics(teacher_bn, tmp_path):
     assert bn
     matches = [torch.allclose(teacher.state_dict()[k], own.state_dict()[k], atol=1e-6) for k in bn]
     assert all(matches) if teacher_bn == "clean" else not any(matches)
+
+
+@pytest.mark.parametrize("diversity", [0.0, 1.0])
+def test_diversity_bonus_spreads_a_collapsed_student(diversity, tmp_path):
+    """--diversity: with no confident pseudo-label (threshold above 1) it is the only loss of stage 3, and it moves
+    a student that puts every image in one class toward spreading them; without it nothing moves."""
+    import p4_adda
+    from datasets import DeviceSampler, ImageSet, to_unit
+
+    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--diversity", str(diversity),
+                               "--threshold", "1.01", "--lr-self", "1e-2", "--batch", "32", "--pretrain-steps", "1",
+                               "--adapt-steps", "0"])
+    dist = distributed.Dist(0, 1, torch.device("cpu"))
+    torch.manual_seed(0)
+    nets, opts = adda.build(vars(args), dist)
+    with torch.no_grad():
+        nets["classifier"].net[-1].bias[1] += 4.0  # every image goes to class 1
+    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
+    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {}, dist, rng, tmp_path)
+    method.set_modes(1)
+
+    def spread() -> float:  # entropy of the mean prediction over all 64 images (batch statistics, no update)
+        torch.manual_seed(0)  # the same dropout masks each time
+        with torch.no_grad():
+            x = to_unit(images)
+            return evaluation.entropy(nets["classifier"](nets["target_encoder"](x)).softmax(1).mean(0)).item()
+
+    before = spread()
+    outs = [method.selftrain_step() for _ in range(5)]
+    assert all(o["loss_self"] == 0 and o["mask"] == 0 for o in outs)
+    if diversity == 0:
+        assert spread() == pytest.approx(before, abs=1e-6)
+    else:
+        assert spread() > before + 0.2
