@@ -98,7 +98,7 @@ def float_state(state: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-PATH_KEYS = ("data", "run_dir", "run", "real")  # config entries that name a folder of the training machine
+PATH_KEYS = ("data", "run_dir", "run", "real", "init")  # config entries naming a path of the training machine
 
 
 def portable(value: Any, key: str = "") -> Any:

@@ -53,9 +53,6 @@ for s in 0 1 2; do
   t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strat_tex$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --seed $s
 done
 
-# shipped checkpoints (best.pt = chosen by im-score on unlabelled target train images)
-python p4_adda.py export --ckpt "$out/p4_u2m_full/best.pt" --out checkpoints/p4_adda_mnistm.pt
-python p4_adda.py export --ckpt "$out/p4_m2u_full/best.pt" --out checkpoints/p4_adda_usps.pt
 
 # usps -> mnistm, seeds 0-2 on the current code: the shipped configuration (re-run; overwrites p4_u2m_full*),
 # --teacher-bn clean (the EMA teacher's BatchNorm statistics from the clean batch it labels), --texture-mix 0.25
@@ -84,3 +81,16 @@ for s in 0 1 2; do
   t --source mnistm --target usps --run-dir "$out/p4_m2u_gptex_div1$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200 --gp 1 --texture-mix 0.25 --diversity 1 --seed $s
 done
 # python benchmarks/p4_report.py "$out" p4_u2m_gptex p4_u2m_gptex_div1 p4_m2u_gptex p4_m2u_gptex_div1
+
+# mnistm -> usps with --gp 1 on the current code, and usps -> mnistm with 3,000 self-training steps, seeds 0-2
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_gp$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200 --gp 1 --seed $s
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_gptex_st3k$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 250 --gp 1 --texture-mix 0.25 --seed $s
+done
+# python benchmarks/p4_report.py "$out" p4_m2u_gp p4_u2m_gptex_st3k
+
+# shipped: of each configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
+# target train images; the "im" of each run's metrics.json): seed 0 of usps->mnistm, seed 1 of mnistm->usps
+python p4_adda.py export --ckpt "$out/p4_u2m_gptex_st3k/best.pt" --out checkpoints/p4_adda_mnistm.pt
+python p4_adda.py export --ckpt "$out/p4_m2u_gp_s1/best.pt" --out checkpoints/p4_adda_usps.pt
