@@ -162,12 +162,11 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     sampler = DeviceSampler(data, dist.device, rng)
     steps = args.steps or max(1, round(args.epochs * len(sampler) / args.batch))
     config |= {"total_steps": steps, "train_images": len(sampler)}
-    run = checkpoints.open_run(args.run_dir, config, args.resume, args.overwrite, dist)
-
     G, D = spec.build_g(config), spec.build_d(config)
     G.apply(init_dcgan), D.apply(init_dcgan)
-    if spec.warm_start is not None and resume is None:
+    if spec.warm_start is not None and resume is None:  # before the run folder: a bad --init leaves nothing behind
         spec.warm_start(args, G, D)
+    run = checkpoints.open_run(args.run_dir, config, args.resume, args.overwrite, dist)
     opt_g = distributed.adam(G.parameters(), args.lr, betas=tuple(args.betas))
     opt_d = distributed.adam(D.parameters(), args.lr, betas=tuple(args.betas))
     nets = Nets(distributed.prepare_model(G, dist), distributed.prepare_model(D, dist), opt_g, opt_d, dist.rank,

@@ -100,6 +100,10 @@ def test_acgan_init_from_a_p1_run(demo_root, shipped, tmp_path, monkeypatch, cap
     r = in_process(p2_acgan, [*args, "--overwrite", "--arch", "report", "--init",
                               str(shipped / "p1_dcgan" / "last.pt")], monkeypatch, capsys)
     assert_clean_error(r, "--arch dcgan")
+    r = in_process(p2_acgan, ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "new"), *TINY, "--init",
+                              str(tmp_path / "missing.pt")], monkeypatch, capsys)
+    assert_clean_error(r, "not found")
+    assert not (tmp_path / "new").exists()  # a bad --init leaves no run folder behind
     r = in_process(p2_acgan, [*args, "--overwrite", "--init", str(shipped / "ckpt" / "p2_acgan.pt")],
                    monkeypatch, capsys)
     assert_clean_error(r, "p1_dcgan")
