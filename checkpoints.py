@@ -138,15 +138,17 @@ def run_config(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in RUN_ONLY_ARGS}
 
 
-def resume_args(args, run: Path, kind: str) -> dict:
-    """Load <run>/last.pt and put its recorded config back into the arguments `a`; returns the checkpoint."""
-    ck = load_checkpoint(Path(run) / "last.pt", kind)
-    for k, v in ck["config"].items():
+def resume_args(args, run: Path, kind: str) -> dict | None:
+    """With --resume: load <run>/last.pt, put its recorded config back into `args` and return the checkpoint (None
+    for a fresh run). Either way an unset --data ends as the run's own, else hw3_data."""
+    ck = load_checkpoint(Path(run) / "last.pt", kind) if args.resume else None
+    for k, v in (ck["config"] if ck else {}).items():
         if k in (*RUN_ONLY_ARGS, "kind", "run_dir") or not hasattr(args, k):
             continue
         if k == "data" and args.data is not None:  # data may have moved: an explicit --data wins
             continue
         setattr(args, k, v)
+    args.data = args.data or "hw3_data"
     return ck
 
 

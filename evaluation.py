@@ -29,8 +29,8 @@ def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.
     return torch.cat(out)
 
 
-@torch.no_grad()
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every BatchNorm layer of `model`."""
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 

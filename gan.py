@@ -141,9 +141,8 @@ class GANMethod:
 def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
     steps_asked = args.steps
-    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind) if args.resume else None
+    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind)
     args.steps = steps_asked or args.steps  # the recorded config wins, except an explicit --steps (extends a run)
-    args.data = args.data or "hw3_data"
     if args.report:
         args.diffaug, args.ema = "none", 0.0
         vars(args).update(spec.report_args)

@@ -98,8 +98,8 @@ class ConditionalDCGANDiscriminator(DCGANDiscriminator):
         return self.net[-1](h).flatten(), self.attribute(h).flatten(1)
 
 
-def load_dcgan_into_conditional(G: ConditionalDCGANGenerator, D: ConditionalDCGANDiscriminator | None,
-                                g_state: dict, d_state: dict | None) -> None:
+def load_dcgan_into_conditional(G: ConditionalDCGANGenerator, D: ConditionalDCGANDiscriminator, g_state: dict,
+                                d_state: dict | None) -> None:
     """Warm start from a P1 DCGAN: every weight is copied; the generator's attribute input keeps its init, and the
     discriminator's attribute head (new) too."""
     first = "net.0.0.weight"  # (101, 512, 4, 4) here, (100, 512, 4, 4) in the DCGAN
@@ -107,7 +107,7 @@ def load_dcgan_into_conditional(G: ConditionalDCGANGenerator, D: ConditionalDCGA
     weight = G.state_dict()[first].clone()
     weight[: G.z_dim] = g_state.pop(first)
     G.load_state_dict({**g_state, first: weight})
-    if D is not None and d_state is not None:
+    if d_state is not None:  # an exported P1 generator comes without its discriminator
         missing, unexpected = D.load_state_dict(d_state, strict=False)
         if unexpected or any(not k.startswith("attribute.") for k in missing):
             raise KeyError(f"not a DCGAN discriminator: missing {missing}, unexpected {unexpected}")

@@ -87,7 +87,7 @@ def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tu
 
 
 ARCHS = {"dcgan": (ConditionalDCGANGenerator, ConditionalDCGANDiscriminator),
-         "report": (ACGANGenerator, ACGANDiscriminator)}  # runs recorded before --arch existed used the report's
+         "report": (ACGANGenerator, ACGANDiscriminator)}
 
 
 def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module) -> None:
@@ -104,8 +104,13 @@ def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module)
     print(f"warm start from {args.init} (P1 step {ck['step']}{', generator only' if 'D' not in ck['models'] else ''})")
 
 
-SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: ARCHS[config.get("arch", "report")][0](),
-                   build_d=lambda config: ARCHS[config.get("arch", "report")][1](), generate=lambda G, z, y: G(z, y),
+def arch(config: dict) -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
+    """The (generator, discriminator) classes a run's config names; runs recorded before --arch: the report's."""
+    return ARCHS[config.get("arch", "report")]
+
+
+SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: arch(config)[0](), build_d=lambda config: arch(config)[1](),
+                   generate=lambda G, z, y: G(z, y),
                    figure=figure, step=train_step, conditional=True, report_args={"arch": "report"},
                    warm_start=warm_start)
 

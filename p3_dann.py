@@ -193,8 +193,7 @@ class DANNMethod:
 
 def train(args: argparse.Namespace) -> None:
     run = Path(args.run_dir or f"runs/p3/{args.mode}_{args.source}2{args.target}")
-    resume = checkpoints.resume_args(args, run, KIND) if args.resume else None
-    args.data = args.data or "hw3_data"
+    resume = checkpoints.resume_args(args, run, KIND)
     check_domain(args.source), check_domain(args.target)
     if args.source == args.target:
         raise UserError("--source and --target must differ")

@@ -89,8 +89,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train(args: argparse.Namespace) -> None:
     run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
-    resume = checkpoints.resume_args(args, run, KIND) if args.resume else None  # the run's own settings win
-    args.data = args.data or "hw3_data"
+    resume = checkpoints.resume_args(args, run, KIND)  # with --resume the run's own settings win
     check_domain(args.source), check_domain(args.target)
     if args.source == args.target:
         raise UserError("--source and --target must differ")
