@@ -83,6 +83,14 @@ class EMA:
 
 
 
+def lr_factor(done: int, steps: int, decay_from: int | None) -> float:
+    """The learning rate's multiplier before step `done` (0-based): 1, then from step `decay_from` a linear ramp
+    that reaches 1 / (steps - decay_from) on the last step (None: constant)."""
+    if decay_from is None or done < decay_from:
+        return 1.0
+    return (steps - done) / (steps - decay_from)
+
+
 def gan_losses_real_fake(logit: torch.Tensor, real: bool) -> torch.Tensor:
     """BCE-with-logits against all-ones (real) or all-zeros (fake) targets."""
     target = torch.ones_like(logit) if real else torch.zeros_like(logit)
@@ -101,6 +109,10 @@ class GANMethod:
         self.fixed_noise_seed = args.seed + 12345  # snapshots of one run compare: always the same noise
 
     def update(self, step: int) -> dict[str, float]:
+        lr = self.args.lr * lr_factor(step, self.steps, self.args.lr_decay_from)
+        for opt in (self.nets.opt_g, self.nets.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
         real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world)  # (B, 3, 64, 64)
         out = self.spec.step(self.nets, real, labels, self.rng)
         return out | {"epoch": (step + 1) * self.args.batch / len(self.sampler)}
@@ -140,9 +152,11 @@ class GANMethod:
 
 def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
-    steps_asked = args.steps
+    steps_asked, decay_asked = args.steps, args.lr_decay_from
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind)
-    args.steps = steps_asked or args.steps  # the recorded config wins, except an explicit --steps (extends a run)
+    # the recorded config wins, except an explicit --steps (extends a run) or --lr-decay-from (ends it)
+    args.steps = steps_asked or args.steps
+    args.lr_decay_from = decay_asked if decay_asked is not None else args.lr_decay_from
     if args.report:
         args.diffaug, args.ema = "none", 0.0
         vars(args).update(spec.report_args)
@@ -161,6 +175,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     sampler = DeviceSampler(data, dist.device, rng)
     steps = args.steps or max(1, round(args.epochs * len(sampler) / args.batch))
     config |= {"total_steps": steps, "train_images": len(sampler)}
+    if args.lr_decay_from is not None and not 0 <= args.lr_decay_from < steps:
+        raise UserError(f"--lr-decay-from must be in [0, {steps}) (the run's steps), got {args.lr_decay_from}")
     G, D = spec.build_g(config), spec.build_d(config)
     G.apply(init_dcgan), D.apply(init_dcgan)
     if spec.warm_start is not None and resume is None:  # before the run folder: a bad --init leaves nothing behind

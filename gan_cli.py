@@ -28,6 +28,8 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--batch", type=int, default=batch, help=f"report: {batch}")
     t.add_argument("--lr", type=float, default=2e-4)
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
+    t.add_argument("--lr-decay-from", type=int, metavar="STEP",
+                   help="from this step, decay both learning rates linearly to ~0 at the last step (default: constant)")
     t.add_argument("--diffaug", default="color,translation,cutout",
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")

@@ -338,6 +338,33 @@ def test_ema_update_by_hand():
     assert not any(p.requires_grad for p in ema.net.parameters())
 
 
+def test_lr_factor_by_hand():
+    assert [gan.lr_factor(k, 10, None) for k in (0, 9)] == [1.0, 1.0]
+    # 10 steps, decay from step 6: 1 until then, then 4/4, 3/4, 2/4, 1/4 for steps 6..9 (0-based)
+    assert [gan.lr_factor(k, 10, 6) for k in range(10)] == [1.0] * 6 + [1.0, 0.75, 0.5, 0.25]
+
+
+def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path, monkeypatch, capsys):
+    """A run that ends with a decay, and the same run resumed with --lr-decay-from added half-way (the recorded
+    config of a constant-rate run does not override it), end with the same weights; the last step's rate is 1/2
+    of --lr (decay over the last 2 of 4 steps). A decay start past the run's end is a one-line error."""
+    args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "4",
+            "--ckpt-every", "2", "--lr", "1e-3"]
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "4", "--lr-decay-from", "2"])
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "2"])
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume", "--lr-decay-from", "2"])
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
+    for net in ("G", "D"):
+        assert a["optimizers"][net]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+        for k, v in a["models"][net].items():
+            assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
+    assert a["config"]["lr_decay_from"] == b["config"]["lr_decay_from"] == 2
+    r = in_process(p1_dcgan, [*args, "--run-dir", str(tmp_path / "c"), "--steps", "4", "--lr-decay-from", "4"],
+                   monkeypatch, capsys)
+    assert r.returncode != 0 and "--lr-decay-from must be in [0, 4)" in r.stderr
+    assert not (tmp_path / "c").exists()
+
+
 def test_recalibrate_batchnorm_by_hand():
     class Tiny(nn.Module):  # z (B, 100) -> BatchNorm of 2 * z[:, :1]
         def __init__(self):
