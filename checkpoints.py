@@ -138,14 +138,15 @@ def run_config(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in RUN_ONLY_ARGS}
 
 
-def resume_args(args, run: Path, kind: str) -> dict | None:
+def resume_args(args, run: Path, kind: str, explicit_wins: tuple[str, ...] = ()) -> dict | None:
     """With --resume: load <run>/last.pt, put its recorded config back into `args` and return the checkpoint (None
-    for a fresh run). Either way an unset --data ends as the run's own, else hw3_data."""
+    for a fresh run). A value given for --data (the data may have moved) or for a key of `explicit_wins` stays.
+    Either way an unset --data ends as the run's own, else hw3_data."""
     ck = load_checkpoint(Path(run) / "last.pt", kind) if args.resume else None
     for k, v in (ck["config"] if ck else {}).items():
         if k in (*RUN_ONLY_ARGS, "kind", "run_dir") or not hasattr(args, k):
             continue
-        if k == "data" and args.data is not None:  # data may have moved: an explicit --data wins
+        if k in ("data", *explicit_wins) and getattr(args, k) is not None:
             continue
         setattr(args, k, v)
     args.data = args.data or "hw3_data"

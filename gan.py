@@ -152,11 +152,8 @@ class GANMethod:
 
 def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
-    steps_asked, decay_asked = args.steps, args.lr_decay_from
-    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind)
     # the recorded config wins, except an explicit --steps (extends a run) or --lr-decay-from (ends it)
-    args.steps = steps_asked or args.steps
-    args.lr_decay_from = decay_asked if decay_asked is not None else args.lr_decay_from
+    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind, explicit_wins=("steps", "lr_decay_from"))
     if args.report:
         args.diffaug, args.ema = "none", 0.0
         vars(args).update(spec.report_args)
