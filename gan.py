@@ -35,6 +35,8 @@ class Nets:
     rank: int = 0   # under torchrun: this process's slice of every global batch
     world: int = 1
     augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # what D sees, real and fake (DiffAugment)
+    loss: str = "bce"  # adversarial loss: "bce" (the report's) or "hinge"
+    r1: float = 0.0    # weight of the R1 penalty on D's gradient at the (augmented) real images
 
     def draw(self, make: Callable[[int], torch.Tensor], local: int) -> torch.Tensor:
         """This rank's slice of a global batch made by `make(global_size)` (noise, sampled labels): every rank
@@ -97,6 +99,30 @@ def gan_losses_real_fake(logit: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logit.float(), target)
 
 
+def d_adversarial_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor, loss: str) -> torch.Tensor:
+    """D's loss: BCE against real 1 / fake 0, or the hinge mean max(0, 1 - D(x)) + mean max(0, 1 + D(G(z)))."""
+    if loss == "hinge":
+        return F.relu(1 - logit_real.float()).mean() + F.relu(1 + logit_fake.float()).mean()
+    return gan_losses_real_fake(logit_real, True) + gan_losses_real_fake(logit_fake, False)
+
+
+def g_adversarial_loss(logit_fake: torch.Tensor, loss: str) -> torch.Tensor:
+    """G's loss: BCE against real 1 (the non-saturating loss), or -mean D(G(z)) for the hinge."""
+    return -logit_fake.float().mean() if loss == "hinge" else gan_losses_real_fake(logit_fake, True)
+
+
+def real_input(nets: Nets, real: torch.Tensor) -> torch.Tensor:
+    """The augmented real batch D sees; a leaf that records gradients when the R1 penalty needs them."""
+    x = nets.augment(real)
+    return x.detach().requires_grad_() if nets.r1 > 0 else x
+
+
+def r1_penalty(logit_real: torch.Tensor, x_real: torch.Tensor, weight: float) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): weight / 2 * E ||grad_x D(x)||^2 at the real images `x_real` (a grad leaf)."""
+    grad, = torch.autograd.grad(logit_real.float().sum(), x_real, create_graph=True)
+    return weight / 2 * grad.float().pow(2).flatten(1).sum(1).mean()
+
+
 class GANMethod:
     """One D update then one G update per step (the script's `spec.step`), the generator's weight average after
     it, and a grid from the fixed noise every `sample_every` steps."""
@@ -109,10 +135,10 @@ class GANMethod:
         self.fixed_noise_seed = args.seed + 12345  # snapshots of one run compare: always the same noise
 
     def update(self, step: int) -> dict[str, float]:
-        lr = self.args.lr * lr_factor(step, self.steps, self.args.lr_decay_from)
-        for opt in (self.nets.opt_g, self.nets.opt_d):
+        factor = lr_factor(step, self.steps, self.args.lr_decay_from)
+        for opt, lr in ((self.nets.opt_g, self.args.lr), (self.nets.opt_d, self.args.lr_d or self.args.lr)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * factor
         real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world)  # (B, 3, 64, 64)
         out = self.spec.step(self.nets, real, labels, self.rng)
         return out | {"epoch": (step + 1) * self.args.batch / len(self.sampler)}
@@ -155,7 +181,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     # the recorded config wins, except an explicit --steps (extends a run) or --lr-decay-from (ends it)
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind, explicit_wins=("steps", "lr_decay_from"))
     if args.report:
-        args.diffaug, args.ema = "none", 0.0
+        args.diffaug, args.ema, args.loss, args.r1, args.lr_d, args.spectral_norm = "none", 0.0, "bce", 0.0, None, False
         vars(args).update(spec.report_args)
     try:
         policy = parse_policy(args.diffaug)
@@ -163,6 +189,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         raise UserError(str(e)) from None
     if not 0 <= args.ema < 1:
         raise UserError(f"--ema must be in [0, 1), got {args.ema}")
+    if args.r1 < 0 or (args.lr_d is not None and args.lr_d <= 0):
+        raise UserError("--r1 must be >= 0 and --lr-d > 0")
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
@@ -180,9 +208,9 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         spec.warm_start(args, G, D)
     run = checkpoints.open_run(args.run_dir, config, args.resume, args.overwrite, dist)
     opt_g = distributed.adam(G.parameters(), args.lr, betas=tuple(args.betas))
-    opt_d = distributed.adam(D.parameters(), args.lr, betas=tuple(args.betas))
+    opt_d = distributed.adam(D.parameters(), args.lr_d or args.lr, betas=tuple(args.betas))
     nets = Nets(distributed.prepare_model(G, dist), distributed.prepare_model(D, dist), opt_g, opt_d, dist.rank,
-                dist.world, DiffAugment(policy, rng, dist.rank, dist.world))
+                dist.world, DiffAugment(policy, rng, dist.rank, dist.world), args.loss, args.r1)
     method = GANMethod(args, spec, nets, G, D, sampler, rng, dist, run, steps)
     nets.G.train(), nets.D.train()
     plan = loop.Schedule(steps, args.log_every, eval_every=0, ckpt_every=args.ckpt_every, stop_at=args.stop_at,

@@ -33,7 +33,14 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--diffaug", default="color,translation,cutout",
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
-    t.add_argument("--report", action="store_true", help="the report's configuration: no DiffAugment, no EMA")
+    t.add_argument("--loss", choices=["bce", "hinge"], default="bce", help="adversarial loss (report: bce)")
+    t.add_argument("--r1", type=float, default=0.0, help="weight of the R1 gradient penalty on real images (0: off)")
+    t.add_argument("--spectral-norm", action="store_true",
+                   help="spectral norm on every conv of D, in place of its BatchNorm (DCGAN networks)")
+    t.add_argument("--lr-d", type=float, help="the discriminator's learning rate (default --lr; TTUR: e.g. 4e-4 "
+                                              "with --lr 1e-4)")
+    t.add_argument("--report", action="store_true",
+                   help="the report's configuration: no DiffAugment, no EMA, BCE, no R1, one learning rate")
     t.add_argument("--sample-every", type=int, default=250, help="write a grid from the fixed noise every N steps")
     t.add_argument("--ckpt-every", type=int, default=250)
     loop.add_run_args(t, log_every=20, evaluates=False)  # FID is its own command

@@ -16,7 +16,7 @@ import distributed
 import fid
 import gan
 import gan_cli
-from gan import Nets, gan_losses_real_fake
+from gan import Nets, d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
 from gan_models import Z_DIM, DCGANDiscriminator, DCGANGenerator
 
 KIND = "p1_dcgan"
@@ -24,20 +24,22 @@ KIND = "p1_dcgan"
 
 def d_step(nets: Nets, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
     """One discriminator update on real images and fake.detach(): no gradient reaches the generator."""
+    x_real = real_input(nets, real)
     with distributed.autocast(real.device):
-        logit_real, logit_fake = nets.D(nets.augment(real)), nets.D(nets.augment(fake.detach()))  # (B,), (B,)
-        loss = gan_losses_real_fake(logit_real, True) + gan_losses_real_fake(logit_fake, False)
+        logit_real, logit_fake = nets.D(x_real), nets.D(nets.augment(fake.detach()))  # (B,), (B,)
+        loss = d_adversarial_loss(logit_real, logit_fake, nets.loss)
+        r1 = r1_penalty(logit_real, x_real, nets.r1) if nets.r1 > 0 else None
     nets.opt_d.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if r1 is None else loss + r1).backward()
     nets.opt_d.step()
     return {"loss_d": loss.item(), "d_real": torch.sigmoid(logit_real.float()).mean().item(),
-            "d_fake": torch.sigmoid(logit_fake.float()).mean().item()}
+            "d_fake": torch.sigmoid(logit_fake.float()).mean().item()} | ({} if r1 is None else {"r1": r1.item()})
 
 
 def g_step(nets: Nets, fake: torch.Tensor) -> dict[str, float]:
     """One generator update: make the (just updated) discriminator call the fakes real."""
     with distributed.autocast(fake.device):
-        loss = gan_losses_real_fake(nets.D(nets.augment(fake)), True)
+        loss = g_adversarial_loss(nets.D(nets.augment(fake)), nets.loss)
     nets.opt_g.zero_grad(set_to_none=True)
     loss.backward()
     nets.opt_g.step()
@@ -57,7 +59,8 @@ def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tu
     return G(z), 8
 
 
-SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: DCGANGenerator(), build_d=lambda config: DCGANDiscriminator(),
+SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: DCGANGenerator(),
+                   build_d=lambda config: DCGANDiscriminator(spectral=config.get("spectral_norm", False)),
                    generate=lambda G, z, y: G(z), figure=figure, step=train_step)
 
 

@@ -22,7 +22,7 @@ import fid
 import gan
 import gan_cli
 from cli import UserError
-from gan import Nets, gan_losses_real_fake
+from gan import Nets, d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
 from gan_models import (
     Z_DIM,
     ACGANDiscriminator,
@@ -42,24 +42,26 @@ def batch_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 def d_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor, fake: torch.Tensor, y_fake: torch.Tensor
            ) -> dict[str, float]:
     """Discriminator update: real/fake on real and fake.detach(), attribute head on both (ACGAN)."""
+    x_real = real_input(nets, real)
     with distributed.autocast(real.device):
-        rf_real, attr_real = nets.D(nets.augment(real))         # (B,), (B, 2)
+        rf_real, attr_real = nets.D(x_real)         # (B,), (B, 2)
         rf_fake, attr_fake = nets.D(nets.augment(fake.detach()))
-        adv = gan_losses_real_fake(rf_real, True) + gan_losses_real_fake(rf_fake, False)
+        adv = d_adversarial_loss(rf_real, rf_fake, nets.loss)
         aux = F.cross_entropy(attr_real.float(), y_real) + F.cross_entropy(attr_fake.float(), y_fake)
+        r1 = r1_penalty(rf_real, x_real, nets.r1) if nets.r1 > 0 else 0.0
     nets.opt_d.zero_grad(set_to_none=True)
-    (adv + aux).backward()
+    (adv + aux + r1).backward()
     nets.opt_d.step()
     return {"loss_d": adv.item(), "loss_d_aux": aux.item(), "d_real": torch.sigmoid(rf_real.float()).mean().item(),
             "d_fake": torch.sigmoid(rf_fake.float()).mean().item(), "aux_acc_real": batch_accuracy(attr_real, y_real),
-            "aux_acc_fake": batch_accuracy(attr_fake, y_fake)}
+            "aux_acc_fake": batch_accuracy(attr_fake, y_fake)} | ({"r1": r1.item()} if nets.r1 > 0 else {})
 
 
 def g_step(nets: Nets, fake: torch.Tensor, y_fake: torch.Tensor) -> dict[str, float]:
     """Generator update: fool the real/fake head, and make the attribute head read the labels it sampled."""
     with distributed.autocast(fake.device):
         rf, attr = nets.D(nets.augment(fake))
-        adv, aux = gan_losses_real_fake(rf, True), F.cross_entropy(attr.float(), y_fake)
+        adv, aux = g_adversarial_loss(rf, nets.loss), F.cross_entropy(attr.float(), y_fake)
     nets.opt_g.zero_grad(set_to_none=True)
     (adv + aux).backward()
     nets.opt_g.step()
@@ -109,7 +111,16 @@ def arch(config: dict) -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
     return ARCHS[config.get("arch", "report")]
 
 
-SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: arch(config)[0](), build_d=lambda config: arch(config)[1](),
+def build_d(config: dict) -> torch.nn.Module:
+    """The discriminator a run's config names (spectral norm: the DCGAN networks only)."""
+    if not config.get("spectral_norm", False):
+        return arch(config)[1]()
+    if arch(config)[1] is not ConditionalDCGANDiscriminator:
+        raise UserError("--spectral-norm needs --arch dcgan")
+    return ConditionalDCGANDiscriminator(spectral=True)
+
+
+SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: arch(config)[0](), build_d=build_d,
                    generate=lambda G, z, y: G(z, y),
                    figure=figure, step=train_step, conditional=True, report_args={"arch": "report"},
                    warm_start=warm_start)

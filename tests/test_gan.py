@@ -1,6 +1,7 @@
 """P1 DCGAN / P2 ACGAN: shapes, the D step, ACGAN labels, exact resume, sampling, hw3_p1p2.sh, FID, bad input."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -363,6 +364,89 @@ def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path
                    monkeypatch, capsys)
     assert r.returncode != 0 and "--lr-decay-from must be in [0, 4)" in r.stderr
     assert not (tmp_path / "c").exists()
+
+
+def test_adversarial_losses_by_hand():
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
+    # hinge: mean(max(0, 1 - [2, 0])) + mean(max(0, 1 + [-2, 0.5])) = 0.5 + 0.75; G: -mean(fake) = 0.75
+    assert gan.d_adversarial_loss(real, fake, "hinge").item() == pytest.approx(1.25)
+    assert gan.g_adversarial_loss(fake, "hinge").item() == pytest.approx(0.75)
+    bce = F.binary_cross_entropy_with_logits
+    assert gan.d_adversarial_loss(real, fake, "bce").item() == pytest.approx(
+        (bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))).item())
+    assert gan.g_adversarial_loss(fake, "bce").item() == pytest.approx(bce(fake, torch.ones(2)).item())
+
+
+def test_r1_penalty_by_hand():
+    """D(x) = <w, x>: its gradient at every image is w, so R1 = weight / 2 * ||w||^2 and its gradient on w is
+    weight * w."""
+    w = torch.randn(3, 4, 4, requires_grad=True)
+    nets = gan.Nets(nn.Identity(), nn.Identity(), None, None, r1=0.5)
+    x = gan.real_input(nets, torch.randn(5, 3, 4, 4))
+    assert x.requires_grad and x.is_leaf
+    penalty = gan.r1_penalty((x * w).sum((1, 2, 3)), x, 0.5)
+    assert penalty.item() == pytest.approx(0.25 * w.pow(2).sum().item(), rel=1e-5)
+    penalty.backward()
+    assert torch.allclose(w.grad, 0.5 * w.detach(), rtol=1e-5)
+    assert not gan.real_input(gan.Nets(nn.Identity(), nn.Identity(), None, None), torch.randn(2, 3)).requires_grad
+
+
+def test_r1_reaches_the_discriminator_and_not_the_generator():
+    """The same D step with and without R1: D's gradients differ, G gets none either way."""
+    torch.manual_seed(0)
+    G, D = DCGANGenerator(), DCGANDiscriminator()
+    real, z = torch.rand(4, 3, 64, 64) * 2 - 1, torch.randn(4, Z_DIM)
+    grads = []
+    for r1 in (0.0, 10.0):
+        G.zero_grad(set_to_none=True)
+        nets = make_nets(G, copy.deepcopy(D))
+        nets.r1, nets.opt_d = r1, torch.optim.SGD(nets.D.parameters(), lr=0.0)  # lr 0: D stays as it was
+        out = p1_dcgan.d_step(nets, real, nets.G(z))
+        assert all(p.grad is None for p in G.parameters())
+        grads.append(torch.cat([p.grad.flatten() for p in nets.D.parameters()]))
+    assert out["r1"] > 0 and not torch.allclose(grads[0], grads[1])
+
+
+def test_spectral_norm_discriminator():
+    """--spectral-norm: no BatchNorm in D, and each conv's weight (as a matrix) has a largest singular value ~1 once
+    the power iteration has run a few train-mode passes; the DCGAN init reaches the raw weights."""
+    torch.manual_seed(0)
+    D = DCGANDiscriminator(spectral=True)
+    D.apply(init_dcgan)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
+    raw = D.net[1][0].parametrizations.weight.original
+    assert raw.std().item() == pytest.approx(0.02, rel=0.05)
+    for _ in range(30):
+        D(torch.randn(2, 3, 64, 64))
+    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 5
+    for conv in convs:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
+        assert sigma == pytest.approx(1.0, abs=0.05)
+    rf, attr = ConditionalDCGANDiscriminator(spectral=True)(torch.randn(2, 3, 64, 64))
+    assert rf.shape == (2,) and attr.shape == (2, 2)
+
+
+@pytest.mark.parametrize("module", [p1_dcgan, p2_acgan], ids=["p1", "p2"])
+def test_levers_train_and_resume_exactly(demo_root, tmp_path, module):
+    """Hinge loss, R1, spectral norm and a discriminator rate of its own: 2 + 2 steps resumed end as 4 steps do, and
+    each optimizer ends with its own rate; --report turns every lever off."""
+    args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "4",
+            "--ckpt-every", "2", "--loss", "hinge", "--r1", "1", "--spectral-norm", "--lr", "1e-4", "--lr-d", "4e-4"]
+    module.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"])
+    module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "2"])
+    module.main(["train", "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume"])  # the config comes back
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
+    for net in ("G", "D"):
+        for k, v in a["models"][net].items():
+            assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
+    assert a["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert a["optimizers"]["D"]["param_groups"][0]["lr"] == pytest.approx(4e-4)
+    assert any("parametrizations" in k for k in a["models"]["D"])
+    assert all("r1" in m for m in checkpoints.read_metrics(tmp_path / "a" / "metrics.jsonl"))
+    module.main([*args, "--run-dir", str(tmp_path / "c"), "--steps", "1", "--report"])
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert (config["loss"], config["r1"], config["spectral_norm"], config["lr_d"]) == ("bce", 0.0, False, None)
 
 
 def test_recalibrate_batchnorm_by_hand():
