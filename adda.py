@@ -18,6 +18,23 @@ from datasets import DeviceSampler, ImageSet
 from digit_models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
 
 KIND = "p4_adda"
+CENTROID_EVERY = 100  # --pseudo centroid: stage 3 steps between two clusterings of the target features
+
+
+@torch.no_grad()
+def cluster_centroids(encoder: nn.Module, classifier: nn.Module, images: torch.Tensor, device: torch.device
+                      ) -> torch.Tensor:
+    """SHOT's class centroids (Liang et al. 2020) of unlabelled target images (uint8 (N, 3, 28, 28)): the features'
+    mean weighted by each class's predicted probability, then the mean over the images nearest to each (cosine).
+    Returns (10, D), unit rows; a class no image is nearest to keeps its weighted centroid. Puts `encoder` in eval
+    mode."""
+    feats = evaluation.predict_logits(encoder.eval(), images, device)  # (N, D): the encoder's output
+    probs = classifier(feats.to(device)).float().softmax(1).cpu()  # (N, 10)
+    f = F.normalize(feats, dim=1)
+    weighted = F.normalize(probs.T @ f, dim=1)  # (10, D)
+    nearest = F.one_hot((f @ weighted.T).argmax(1), 10).float()  # (N, 10)
+    hard = F.normalize(nearest.T @ f, dim=1)
+    return torch.where(nearest.sum(0)[:, None] > 0, hard, weighted).to(device)
 
 
 def make_encoder(cfg: dict) -> nn.Module:
@@ -51,6 +68,7 @@ class ADDAMethod:
         self.pretrain_end = args.pretrain_steps
         self.adapt_end = args.pretrain_steps + args.adapt_steps
         self.pbar = torch.full((10,), 0.1, device=dist.device)  # running mean of the teacher's predictions
+        self.centroids: torch.Tensor | None = None  # --pseudo centroid: the teacher's class centroids (10, 500)
         self.summary: dict = {}  # source-only accuracy, each stage's best checkpoint (the ablation rows)
 
     def stage(self, step: int) -> str:
@@ -68,8 +86,11 @@ class ADDAMethod:
         return augment_digits(x, self.rng, self.args.zoom)
 
     def update(self, step: int) -> dict[str, float]:
-        return {"pretrain": self.pretrain_step, "adapt": self.adapt_step, "selftrain": self.selftrain_step}[
-            self.stage(step)]()
+        stage = self.stage(step)
+        if stage == "selftrain" and self.args.pseudo == "centroid" and (step - self.adapt_end) % CENTROID_EVERY == 0:
+            self.centroids = cluster_centroids(self.nets["teacher"], self.nets["classifier"], self.data["select"],
+                                               self.dist.device)
+        return {"pretrain": self.pretrain_step, "adapt": self.adapt_step, "selftrain": self.selftrain_step}[stage]()
 
     def pretrain_step(self) -> dict[str, float]:
         args, (src_enc, cls) = self.args, (self.nets["source_encoder"], self.nets["classifier"])
@@ -122,11 +143,15 @@ class ADDAMethod:
         for m in evaluation.batchnorm_layers(n["teacher"]):  # "clean": statistics of the clean batch it labels
             m.train(clean_bn)
         with torch.no_grad(), distributed.autocast(self.dist.device):
-            p = n["classifier"](n["teacher"](xt)).float().softmax(1)  # the teacher's view: the clean image
+            features = n["teacher"](xt)  # (B, 500), the teacher's view: the clean image
+            p = n["classifier"](features).float().softmax(1)
             self.pbar = 0.99 * self.pbar + 0.01 * p.mean(0)
             p = p / self.pbar  # distribution alignment: rare predicted classes are boosted, labels stay balanced
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
             mask = (conf >= args.threshold).float()
+            if args.pseudo == "centroid":  # every image, labelled by its nearest class centroid (SHOT)
+                pseudo = (F.normalize(features.float(), dim=1) @ self.centroids.T).argmax(1)
+                mask = torch.ones_like(mask)
         with distributed.autocast(self.dist.device):  # the student's view: an augmented image
             logits = n["classifier"](n["target_encoder"](self.augment(xt))).float()
             loss = (F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()
@@ -186,6 +211,8 @@ class ADDAMethod:
         state = {"models": {k: v.state_dict() for k, v in keep.items()}, "summary": self.summary}
         if full:
             state |= {"optimizers": {k: o.state_dict() for k, o in self.opts.items()}, "pbar": self.pbar.cpu()}
+            if self.centroids is not None:
+                state["centroids"] = self.centroids.cpu()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -194,4 +221,6 @@ class ADDAMethod:
         for k, opt in self.opts.items():
             opt.load_state_dict(state["optimizers"][k])
         self.pbar, self.summary = state["pbar"].to(self.dist.device), state["summary"]
+        if "centroids" in state:
+            self.centroids = state["centroids"].to(self.dist.device)
         self.set_modes(state["step"])

@@ -68,9 +68,10 @@ def test_adaptation_beats_source_only(adapted):
     assert json.loads((adapted / "config.json").read_text())["kind"] == "p4_adda"
 
 
-def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root, tmp_path):
+@pytest.mark.parametrize("pseudo", ["teacher", "centroid"])
+def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root, tmp_path, pseudo):
     args = ["p4_adda.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", *SHORT,
-            "--texture-mix", "0.5"]
+            "--texture-mix", "0.5", "--pseudo", pseudo]
     run_cli(*args, "--run-dir", str(tmp_path / "full"), check=True)
     part = tmp_path / "part"
     run_cli(*args, "--run-dir", str(part), "--stop-at", "20", check=True)  # the end of stage 1
@@ -235,3 +236,50 @@ def test_diversity_bonus_spreads_a_collapsed_student(diversity, tmp_path):
         assert spread() == pytest.approx(before, abs=1e-6)
     else:
         assert spread() > before + 0.2
+
+
+def test_cluster_centroids_by_hand():
+    """Two groups of identical images: the classes they are predicted as get the groups' own (unit) features as
+    centroids; a class no image is nearest to keeps its probability-weighted mean."""
+    import torch.nn.functional as F
+
+    from datasets import to_unit
+
+    images = torch.full((30, 3, 2, 2), 128, dtype=torch.uint8)
+    images[:20, 0] = 255  # group A
+    images[20:, 1] = 255  # group B
+    feats = to_unit(images).flatten(1)
+    f = F.normalize(feats, dim=1)
+    classifier = torch.nn.Linear(12, 10, bias=False)
+    with torch.no_grad():
+        classifier.weight.zero_()
+        classifier.weight[2], classifier.weight[7] = 3 * f[0], 3 * f[20]  # A -> class 2, B -> class 7
+        probs = classifier(feats).softmax(1)
+    c = adda.cluster_centroids(torch.nn.Flatten(), classifier, images, torch.device("cpu"))
+    assert c.shape == (10, 12) and torch.allclose(c.norm(dim=1), torch.ones(10))
+    assert torch.allclose(c[2], f[0], atol=1e-5) and torch.allclose(c[7], f[20], atol=1e-5)
+    assert torch.allclose(c[0], F.normalize(probs[:, 0] @ f, dim=0), atol=1e-5)
+
+
+def test_centroid_pseudo_labels_every_image(tmp_path):
+    """--pseudo centroid: stage 3 clusters the teacher's features of the selection images at its start and every
+    CENTROID_EVERY steps after, and trains on every image (mask 1) whatever the threshold."""
+    import p4_adda
+    from datasets import DeviceSampler, ImageSet
+
+    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--pseudo", "centroid",
+                               "--threshold", "1.01", "--batch", "16", "--pretrain-steps", "1", "--adapt-steps", "0"])
+    dist = distributed.Dist(0, 1, torch.device("cpu"))
+    nets, opts = adda.build(vars(args), dist)
+    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
+    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {"select": images}, dist, rng, tmp_path)
+    method.set_modes(1)
+    out = method.update(1)  # the first stage-3 step
+    first = method.centroids
+    assert first.shape == (10, 500) and out["mask"] == 1.0 and out["loss_self"] > 0
+    method.update(2)
+    assert method.centroids is first  # kept between clusterings
+    method.update(1 + adda.CENTROID_EVERY)
+    assert method.centroids is not first and not torch.equal(method.centroids, first)  # the teacher has moved
