@@ -22,7 +22,8 @@ import fid
 import gan
 import gan_cli
 from cli import UserError
-from gan import Nets, d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
+from gan import Nets
+from gan_losses import d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
 from gan_models import (
     Z_DIM,
     ACGANDiscriminator,

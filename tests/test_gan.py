@@ -21,6 +21,7 @@ import checkpoints
 import cli
 import fid
 import gan
+import gan_losses
 import p1_dcgan
 import p2_acgan
 from gan_models import (
@@ -369,12 +370,12 @@ def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path
 def test_adversarial_losses_by_hand():
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
     # hinge: mean(max(0, 1 - [2, 0])) + mean(max(0, 1 + [-2, 0.5])) = 0.5 + 0.75; G: -mean(fake) = 0.75
-    assert gan.d_adversarial_loss(real, fake, "hinge").item() == pytest.approx(1.25)
-    assert gan.g_adversarial_loss(fake, "hinge").item() == pytest.approx(0.75)
+    assert gan_losses.d_adversarial_loss(real, fake, "hinge").item() == pytest.approx(1.25)
+    assert gan_losses.g_adversarial_loss(fake, "hinge").item() == pytest.approx(0.75)
     bce = F.binary_cross_entropy_with_logits
-    assert gan.d_adversarial_loss(real, fake, "bce").item() == pytest.approx(
+    assert gan_losses.d_adversarial_loss(real, fake, "bce").item() == pytest.approx(
         (bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))).item())
-    assert gan.g_adversarial_loss(fake, "bce").item() == pytest.approx(bce(fake, torch.ones(2)).item())
+    assert gan_losses.g_adversarial_loss(fake, "bce").item() == pytest.approx(bce(fake, torch.ones(2)).item())
 
 
 def test_r1_penalty_by_hand():
@@ -382,13 +383,14 @@ def test_r1_penalty_by_hand():
     weight * w."""
     w = torch.randn(3, 4, 4, requires_grad=True)
     nets = gan.Nets(nn.Identity(), nn.Identity(), None, None, r1=0.5)
-    x = gan.real_input(nets, torch.randn(5, 3, 4, 4))
+    x = gan_losses.real_input(nets, torch.randn(5, 3, 4, 4))
     assert x.requires_grad and x.is_leaf
-    penalty = gan.r1_penalty((x * w).sum((1, 2, 3)), x, 0.5)
+    penalty = gan_losses.r1_penalty((x * w).sum((1, 2, 3)), x, 0.5)
     assert penalty.item() == pytest.approx(0.25 * w.pow(2).sum().item(), rel=1e-5)
     penalty.backward()
     assert torch.allclose(w.grad, 0.5 * w.detach(), rtol=1e-5)
-    assert not gan.real_input(gan.Nets(nn.Identity(), nn.Identity(), None, None), torch.randn(2, 3)).requires_grad
+    plain = gan.Nets(nn.Identity(), nn.Identity(), None, None)  # no R1: the augmented batch as it is
+    assert not gan_losses.real_input(plain, torch.randn(2, 3)).requires_grad
 
 
 def test_r1_reaches_the_discriminator_and_not_the_generator():

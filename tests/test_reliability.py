@@ -13,7 +13,7 @@ import torch
 from conftest import ROOT, assert_clean_error, run_cli, run_main
 
 import checkpoints
-import gan
+import gan_losses
 import p1_dcgan
 import p3_dann
 
@@ -109,14 +109,14 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, m
 
 def test_gan_divergence_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, monkeypatch):
     """A DCGAN whose losses turn to Inf at step 5: a clean error naming step 5, last.pt at step 4, finite."""
-    real_loss = gan.gan_losses_real_fake
+    real_loss = gan_losses.gan_losses_real_fake
     calls = {"n": 0}
 
     def diverging(logit, real):
         calls["n"] += 1  # three calls per step (D real, D fake, G)
         return real_loss(logit, real) * (float("inf") if calls["n"] > 12 else 1.0)
 
-    monkeypatch.setattr(gan, "gan_losses_real_fake", diverging)
+    monkeypatch.setattr(gan_losses, "gan_losses_real_fake", diverging)
     run = tmp_path / "run"
     r = run_main(p1_dcgan.main, "train", "--data", str(demo_root), "--steps", "20", "--batch", "8",
                  "--ckpt-every", "2", "--log-every", "1", "--run-dir", str(run))
