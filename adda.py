@@ -87,7 +87,7 @@ class ADDAMethod:
 
     def update(self, step: int) -> dict[str, float]:
         stage = self.stage(step)
-        if stage == "selftrain" and self.args.pseudo == "centroid" and (step - self.adapt_end) % CENTROID_EVERY == 0:
+        if stage == "selftrain" and self.args.pseudo != "teacher" and (step - self.adapt_end) % CENTROID_EVERY == 0:
             self.centroids = cluster_centroids(self.nets["teacher"], self.nets["classifier"], self.data["select"],
                                                self.dist.device)
         return {"pretrain": self.pretrain_step, "adapt": self.adapt_step, "selftrain": self.selftrain_step}[stage]()
@@ -149,9 +149,11 @@ class ADDAMethod:
             p = p / self.pbar  # distribution alignment: rare predicted classes are boosted, labels stay balanced
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
             mask = (conf >= args.threshold).float()
-            if args.pseudo == "centroid":  # every image, labelled by its nearest class centroid (SHOT)
-                pseudo = (F.normalize(features.float(), dim=1) @ self.centroids.T).argmax(1)
-                mask = torch.ones_like(mask)
+            if args.pseudo != "teacher":  # the nearest class centroid (SHOT)
+                nearest = (F.normalize(features.float(), dim=1) @ self.centroids.T).argmax(1)
+                # centroid: every image, labelled by it; agree: the teacher's confident labels it agrees with
+                mask = torch.ones_like(mask) if args.pseudo == "centroid" else mask * (nearest == pseudo).float()
+                pseudo = nearest
         with distributed.autocast(self.dist.device):  # the student's view: an augmented image
             logits = n["classifier"](n["target_encoder"](self.augment(xt))).float()
             loss = (F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()

@@ -72,9 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--gp", type=float, default=0.0, help="weight of a zero-centred gradient penalty on the critic")
     t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
     t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
-    t.add_argument("--pseudo", choices=["teacher", "centroid"], default="teacher",
-                   help="stage 3 pseudo-labels: the teacher's confident, balanced predictions, or the nearest of its "
-                        "class centroids in feature space (SHOT), for every image")
+    t.add_argument("--pseudo", choices=["teacher", "centroid", "agree"], default="teacher",
+                   help="stage 3 pseudo-labels: the teacher's confident, balanced predictions; the nearest of its "
+                        "class centroids in feature space (SHOT), for every image; or the teacher's where they agree")
     t.add_argument("--diversity", type=float, default=0.0, help="stage 3 weight of the entropy of the batch's mean "
                    "prediction (a bonus: keeps the student from sinking every image into one class)")
     t.add_argument("--teacher-bn", choices=["student", "clean"], default="student",

@@ -283,3 +283,37 @@ def test_centroid_pseudo_labels_every_image(tmp_path):
     assert method.centroids is first  # kept between clusterings
     method.update(1 + adda.CENTROID_EVERY)
     assert method.centroids is not first and not torch.equal(method.centroids, first)  # the teacher has moved
+
+
+def test_agree_keeps_the_teachers_labels_its_centroids_agree_with(tmp_path):
+    """--pseudo agree: the mask is the share of the (all confident, threshold 0) teacher labels that the nearest
+    centroid repeats, computed here by hand from a copy of the teacher and the same batch."""
+    import copy
+
+    import torch.nn.functional as F
+
+    import p4_adda
+    from datasets import DeviceSampler, ImageSet
+
+    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--pseudo", "agree",
+                               "--threshold", "0", "--batch", "32", "--pretrain-steps", "1", "--adapt-steps", "0"])
+    dist = distributed.Dist(0, 1, torch.device("cpu"))
+    torch.manual_seed(0)
+    nets, opts = adda.build(vars(args), dist)
+    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
+    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {"select": images}, dist, rng, tmp_path)
+    method.set_modes(1)
+    teacher, state = copy.deepcopy(nets["teacher"]), rng.get_state()
+    out = method.update(1)
+    rng.set_state(state)
+    xt, _ = tgt.sample(args.batch)  # the batch the step labelled
+    with torch.no_grad():
+        features = teacher(xt)
+        p = nets["classifier"](features).softmax(1)
+        balanced = (p / (0.99 * 0.1 + 0.01 * p.mean(0))).argmax(1)
+        nearest = (F.normalize(features, dim=1) @ method.centroids.T).argmax(1)
+    agree = (nearest == balanced).float().mean().item()
+    assert 0 < agree < 1  # a case where the filter does something
+    assert out["mask"] == pytest.approx(agree)
