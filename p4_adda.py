@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="share of source images drawn into tile-shuffled unlabelled target images (stages 1-2)")
     t.add_argument("--critic-hidden", type=int, default=500, help="critic width (report: 500)")
     t.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the critic's targets")
-    t.add_argument("--gp", type=float, default=0.0, help="weight of a zero-centred gradient penalty on the critic")
+    t.add_argument("--gp", type=float, default=1.0, help="weight of a zero-centred gradient penalty on the critic "
+                                                        "(report: 0)")
     t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
     t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
     t.add_argument("--pseudo", choices=["teacher", "centroid", "agree"], default="teacher",
