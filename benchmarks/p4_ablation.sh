@@ -98,17 +98,22 @@ for s in 0 1 2; do
 done
 # python benchmarks/p4_report.py "$out" p4_m2u_gp p4_m2u_gp_st3k
 
-# stage-3 pseudo-labels from class centroids (SHOT) on usps -> mnistm's weak seed 1: every image by its nearest
-# centroid, or the teacher's confident labels where the nearest centroid agrees
-for v in "cen centroid" "agree agree"; do
-  set -- $v
-  t --source usps --target mnistm --run-dir "$out/p4_u2m_gptex_st3k_$1_s1" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 250 --texture-mix 0.25 --pseudo "$2" --seed 1
+# stage-3 pseudo-labels from class centroids (SHOT): every image by its nearest centroid (usps -> mnistm's weak seed
+# 1 only), and the teacher's confident labels where the nearest centroid agrees (seeds 0-2, both pairs)
+t --source usps --target mnistm --run-dir "$out/p4_u2m_gptex_st3k_cen_s1" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 250 --texture-mix 0.25 --pseudo centroid --seed 1
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_gptex_st3k_agree$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 250 --texture-mix 0.25 --pseudo agree --seed $s
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_gp_st3k_agree$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 3000 --eval-every 200 --pseudo agree --seed $s
 done
-# mnist -> mnistm with --gp 1 (seed 0), and with 8,000 self-training steps
+# mnist -> mnistm with --gp 1 (seed 0), and with 8,000 self-training steps (seeds 0-2)
 t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strat_gptex" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --seed 0
-t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strat_gptex_st8k" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 250 --texture-mix 0.5 --seed 0
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strat_gptex_st8k$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 250 --texture-mix 0.5 --seed $s
+done
 
 # shipped: of each configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json): seed 0 of usps->mnistm, seed 1 of mnistm->usps
-python p4_adda.py export --ckpt "$out/p4_u2m_gptex_st3k/best.pt" --out checkpoints/p4_adda_mnistm.pt
+python p4_adda.py export --ckpt "$out/p4_u2m_gptex_st3k_agree/best.pt" --out checkpoints/p4_adda_mnistm.pt
 python p4_adda.py export --ckpt "$out/p4_m2u_gp_st3k_s1/best.pt" --out checkpoints/p4_adda_usps.pt
