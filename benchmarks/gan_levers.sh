@@ -4,7 +4,7 @@
 # FID of 1,000 faces from each run's EMA generator (BatchNorm re-estimated) against the 1,000 dev faces.
 # CPU: OMP_NUM_THREADS=1, two runs at a time on the 2-core machine, ~30-45 min each.
 # Usage: bash benchmarks/gan_levers.sh [DATA_ROOT] [OUT_DIR] [STEPS]; then
-#   python benchmarks/gan_report.py OUT_DIR lev_base lev_hinge lev_sn lev_r1 lev_ttur
+#   python benchmarks/gan_report.py OUT_DIR lev_base lev_hinge lev_sn lev_r1 lev_ttur lev_sngan
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-hw3_data}; out=${2:-runs}; steps=${3:-2000}
@@ -20,3 +20,4 @@ lever lev_hinge --loss hinge
 lever lev_sn --spectral-norm
 lever lev_r1 --r1 1
 lever lev_ttur --lr 1e-4 --lr-d 4e-4
+lever lev_sngan --loss hinge --spectral-norm --lr 1e-4 --lr-d 4e-4 --betas 0 0.9  # the three together, as SNGAN
