@@ -10,8 +10,8 @@ import statistics
 import sys
 from pathlib import Path
 
-LEVERS = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr": 2e-4, "lr_d": None, "betas": [0.5, 0.999], "batch": 64,
-          "diffaug": "color,translation,cutout", "ema": 0.999}
+LEVERS = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr": 2e-4, "lr_d": None, "betas": [0.5, 0.999],
+          "batch": 64, "diffaug": "color,translation,cutout", "ema": 0.999}
 
 
 def row(run: Path) -> str:
