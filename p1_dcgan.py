@@ -29,12 +29,12 @@ def d_step(nets: Nets, real: torch.Tensor, fake: torch.Tensor) -> dict[str, floa
     with distributed.autocast(real.device):
         logit_real, logit_fake = nets.D(x_real), nets.D(nets.augment(fake.detach()))  # (B,), (B,)
         loss = d_adversarial_loss(logit_real, logit_fake, nets.loss)
-        r1 = r1_penalty(logit_real, x_real, nets.r1) if nets.r1 > 0 else None
+        r1 = r1_penalty(logit_real, x_real, nets.r1) if nets.r1 > 0 else 0.0
     nets.opt_d.zero_grad(set_to_none=True)
-    (loss if r1 is None else loss + r1).backward()
+    (loss + r1).backward()
     nets.opt_d.step()
     return {"loss_d": loss.item(), "d_real": torch.sigmoid(logit_real.float()).mean().item(),
-            "d_fake": torch.sigmoid(logit_fake.float()).mean().item()} | ({} if r1 is None else {"r1": r1.item()})
+            "d_fake": torch.sigmoid(logit_fake.float()).mean().item()} | ({"r1": r1.item()} if nets.r1 > 0 else {})
 
 
 def g_step(nets: Nets, fake: torch.Tensor) -> dict[str, float]:

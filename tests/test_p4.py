@@ -166,25 +166,34 @@ def test_gradient_penalty_of_a_linear_critic():
     assert critic.weight.grad is not None and critic.weight.grad.abs().sum() > 0
 
 
+def stage3_method(tmp_path, *flags: str, seed: int | None = None) -> adda.ADDAMethod:
+    """An ADDA method (CPU) whose next step is its first of stage 3 (1 pretrain step, no adaptation), on 64 random
+    target images (also its selection images); `seed` seeds the networks' init."""
+    import p4_adda
+    from datasets import DeviceSampler, ImageSet
+
+    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--pretrain-steps", "1",
+                               "--adapt-steps", "0", *flags])
+    dist = distributed.Dist(0, 1, torch.device("cpu"))
+    if seed is not None:
+        torch.manual_seed(seed)
+    nets, opts = adda.build(vars(args), dist)
+    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rng = torch.Generator().manual_seed(1)
+    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
+    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {"select": images}, dist, rng, tmp_path)
+    method.set_modes(1)
+    return method
+
+
 @pytest.mark.parametrize("teacher_bn", ["student", "clean"])
 def test_teacher_batchnorm_statistics(teacher_bn, tmp_path):
     """--teacher-bn clean: the teacher's BatchNorm statistics come from its own pass over the clean batch it
     labels; student: they are the average of the student's (gathered on augmented views)."""
     import copy
 
-    import p4_adda
-    from datasets import DeviceSampler, ImageSet
-
-    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--teacher-bn", teacher_bn,
-                               "--batch", "16", "--pretrain-steps", "1", "--adapt-steps", "0"])
-    dist = distributed.Dist(0, 1, torch.device("cpu"))
-    nets, opts = adda.build(vars(args), dist)
-    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
-    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {}, dist, rng, tmp_path)
-    method.set_modes(1)
-    teacher = nets["teacher"]
+    method = stage3_method(tmp_path, "--teacher-bn", teacher_bn, "--batch", "16")
+    args, rng, tgt, teacher = method.args, method.rng, method.tgt, method.nets["teacher"]
     before = copy.deepcopy(teacher)
     state = rng.get_state()
     method.selftrain_step()
@@ -206,22 +215,13 @@ def test_teacher_batchnorm_statistics(teacher_bn, tmp_path):
 def test_diversity_bonus_spreads_a_collapsed_student(diversity, tmp_path):
     """--diversity: with no confident pseudo-label (threshold above 1) it is the only loss of stage 3, and it moves
     a student that puts every image in one class toward spreading them; without it nothing moves."""
-    import p4_adda
-    from datasets import DeviceSampler, ImageSet, to_unit
+    from datasets import to_unit
 
-    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--diversity", str(diversity),
-                               "--threshold", "1.01", "--lr-self", "1e-2", "--batch", "32", "--pretrain-steps", "1",
-                               "--adapt-steps", "0"])
-    dist = distributed.Dist(0, 1, torch.device("cpu"))
-    torch.manual_seed(0)
-    nets, opts = adda.build(vars(args), dist)
+    method = stage3_method(tmp_path, "--diversity", str(diversity), "--threshold", "1.01", "--lr-self", "1e-2",
+                           "--batch", "32", seed=0)
+    nets, images = method.nets, method.data["select"]
     with torch.no_grad():
         nets["classifier"].net[-1].bias[1] += 4.0  # every image goes to class 1
-    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
-    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {}, dist, rng, tmp_path)
-    method.set_modes(1)
 
     def spread() -> float:  # entropy of the mean prediction over all 64 images (batch statistics, no update)
         torch.manual_seed(0)  # the same dropout masks each time
@@ -264,18 +264,7 @@ def test_cluster_centroids_by_hand():
 def test_centroid_pseudo_labels_every_image(tmp_path):
     """--pseudo centroid: stage 3 clusters the teacher's features of the selection images at its start and every
     CENTROID_EVERY steps after, and trains on every image (mask 1) whatever the threshold."""
-    import p4_adda
-    from datasets import DeviceSampler, ImageSet
-
-    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--pseudo", "centroid",
-                               "--threshold", "1.01", "--batch", "16", "--pretrain-steps", "1", "--adapt-steps", "0"])
-    dist = distributed.Dist(0, 1, torch.device("cpu"))
-    nets, opts = adda.build(vars(args), dist)
-    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
-    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {"select": images}, dist, rng, tmp_path)
-    method.set_modes(1)
+    method = stage3_method(tmp_path, "--pseudo", "centroid", "--threshold", "1.01", "--batch", "16")
     out = method.update(1)  # the first stage-3 step
     first = method.centroids
     assert first.shape == (10, 500) and out["mask"] == 1.0 and out["loss_self"] > 0
@@ -292,19 +281,8 @@ def test_agree_keeps_the_teachers_labels_its_centroids_agree_with(tmp_path):
 
     import torch.nn.functional as F
 
-    import p4_adda
-    from datasets import DeviceSampler, ImageSet
-
-    args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--pseudo", "agree",
-                               "--threshold", "0", "--batch", "32", "--pretrain-steps", "1", "--adapt-steps", "0"])
-    dist = distributed.Dist(0, 1, torch.device("cpu"))
-    torch.manual_seed(0)
-    nets, opts = adda.build(vars(args), dist)
-    images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
-    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {"select": images}, dist, rng, tmp_path)
-    method.set_modes(1)
+    method = stage3_method(tmp_path, "--pseudo", "agree", "--threshold", "0", "--batch", "32", seed=0)
+    args, nets, rng, tgt = method.args, method.nets, method.rng, method.tgt
     teacher, state = copy.deepcopy(nets["teacher"]), rng.get_state()
     out = method.update(1)
     rng.set_state(state)
