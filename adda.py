@@ -38,8 +38,10 @@ def cluster_centroids(encoder: nn.Module, classifier: nn.Module, images: torch.T
 
 
 def make_encoder(cfg: dict) -> nn.Module:
-    """The encoder a config names: the report's LeNet or the BatchNorm one."""
-    return LeNetEncoder() if cfg["encoder"] == "lenet" else BNEncoder(cfg.get("input_norm", True))
+    """The encoder a config names: the report's LeNet or the BatchNorm one (of its conv widths)."""
+    if cfg["encoder"] == "lenet":
+        return LeNetEncoder()
+    return BNEncoder(cfg.get("input_norm", True), tuple(cfg.get("width", (32, 64))))
 
 
 def build(cfg: dict, dist: distributed.Dist) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:

@@ -36,6 +36,7 @@ class Nets:
     augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # what D sees, real and fake (DiffAugment)
     loss: str = "bce"  # adversarial loss: "bce" (the report's) or "hinge"
     r1: float = 0.0    # weight of the R1 penalty on D's gradient at the (augmented) real images
+    train_g: bool = True  # False: the step updates D only (--d-warmup)
 
     def draw(self, make: Callable[[int], torch.Tensor], local: int) -> torch.Tensor:
         """This rank's slice of a global batch made by `make(global_size)` (noise, sampled labels): every rank
@@ -84,6 +85,12 @@ class EMA:
 
 
 
+def mirror(x: torch.Tensor, rng: torch.Generator, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Each image of this rank's slice flipped left-right with probability 1/2 (one global draw, like the batch)."""
+    flip = torch.rand(len(x) * world, generator=rng, device=rng.device).chunk(world)[rank] < 0.5  # (B,)
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
+
+
 def lr_factor(done: int, steps: int, decay_from: int | None) -> float:
     """The learning rate's multiplier before step `done` (0-based): 1, then from step `decay_from` a linear ramp
     that reaches 1 / (steps - decay_from) on the last step (None: constant)."""
@@ -109,6 +116,9 @@ class GANMethod:
             for group in opt.param_groups:
                 group["lr"] = lr * factor
         real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world)  # (B, 3, 64, 64)
+        if self.args.xflip:
+            real = mirror(real, self.rng, self.dist.rank, self.dist.world)
+        self.nets.train_g = step >= self.args.d_warmup
         out = self.spec.step(self.nets, real, labels, self.rng)
         return out | {"epoch": (step + 1) * self.args.batch / len(self.sampler)}
 
@@ -151,6 +161,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind, explicit_wins=("steps", "lr_decay_from"))
     if args.report:
         args.diffaug, args.ema, args.loss, args.r1, args.lr_d, args.spectral_norm = "none", 0.0, "bce", 0.0, None, False
+        args.xflip, args.d_warmup = False, 0
         vars(args).update(spec.report_args)
     try:
         policy = parse_policy(args.diffaug)
@@ -158,8 +169,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         raise UserError(str(e)) from None
     if not 0 <= args.ema < 1:
         raise UserError(f"--ema must be in [0, 1), got {args.ema}")
-    if args.r1 < 0 or (args.lr_d is not None and args.lr_d <= 0):
-        raise UserError("--r1 must be >= 0 and --lr-d > 0")
+    if args.r1 < 0 or (args.lr_d is not None and args.lr_d <= 0) or args.d_warmup < 0:
+        raise UserError("--r1 and --d-warmup must be >= 0, --lr-d > 0")
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")

@@ -39,8 +39,12 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
                    help="spectral norm on every conv of D, in place of its BatchNorm (DCGAN networks)")
     t.add_argument("--lr-d", type=float, help="the discriminator's learning rate (default --lr; TTUR: e.g. 4e-4 "
                                               "with --lr 1e-4)")
+    t.add_argument("--xflip", action="store_true", help="mirror each real face at random (twice the data for D)")
+    t.add_argument("--d-warmup", type=int, default=0, metavar="N",
+                   help="the first N steps update D only (a fresh D beside a warm-started G)")
     t.add_argument("--report", action="store_true",
-                   help="the report's configuration: no DiffAugment, no EMA, BCE, no R1, one learning rate")
+                   help="the report's configuration: no DiffAugment, no EMA, BCE, no R1, one learning rate, no "
+                        "mirroring")
     t.add_argument("--sample-every", type=int, default=250, help="write a grid from the fixed noise every N steps")
     t.add_argument("--ckpt-every", type=int, default=250)
     loop.add_run_args(t, log_every=20, evaluates=False)  # FID is its own command

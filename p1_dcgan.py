@@ -4,6 +4,7 @@
   python p1_dcgan.py export --ckpt runs/p1/last.pt --out checkpoints/p1_dcgan.pt
   python p1_dcgan.py sample --ckpt checkpoints/p1_dcgan.pt --out fig1_2.jpg --seed 0
   python p1_dcgan.py eval --ckpt checkpoints/p1_dcgan.pt --data hw3_data --n 1000
+  python p1_dcgan.py train --run-dir runs/p1_more --init checkpoints/p1_dcgan.pt --d-warmup 500  # continue
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import argparse
 
 import torch
 
+import checkpoints
 import cli
 import distributed
 import fid
@@ -51,7 +53,7 @@ def train_step(nets: Nets, real: torch.Tensor, labels: torch.Tensor | None, rng:
     z = nets.draw(lambda n: torch.randn(n, Z_DIM, generator=rng, device=real.device), len(real))  # (B, 100)
     with distributed.autocast(real.device):
         fake = nets.G(z)  # (B, 3, 64, 64)
-    return d_step(nets, real, fake) | g_step(nets, fake)
+    return d_step(nets, real, fake) | (g_step(nets, fake) if nets.train_g else {})
 
 
 def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tuple[torch.Tensor, int]:
@@ -60,14 +62,27 @@ def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tu
     return G(z), 8
 
 
+def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module) -> None:
+    """--init: continue from a P1 checkpoint: a run's last.pt (both networks) or an export (the generator only;
+    D keeps its fresh init, see --d-warmup)."""
+    if not args.init:
+        return
+    models = checkpoints.load_checkpoint(args.init, KIND)["models"]
+    checkpoints.load_state(G, checkpoints.float_state(models["G"]), "generator")
+    if "D" in models:
+        checkpoints.load_state(D, models["D"], "discriminator")
+    print(f"warm start from {args.init}{'' if 'D' in models else ' (generator only)'}")
+
+
 SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: DCGANGenerator(),
                    build_d=lambda config: DCGANDiscriminator(spectral=config.get("spectral_norm", False)),
-                   generate=lambda G, z, y: G(z), figure=figure, step=train_step)
+                   generate=lambda G, z, y: G(z), figure=figure, step=train_step, warm_start=warm_start)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    gan_cli.add_commands(p, batch=128, epochs=50)
+    cmds = gan_cli.add_commands(p, batch=128, epochs=50)
+    cmds["train"].add_argument("--init", help="start from a P1 checkpoint (a run's last.pt, or an export: G only)")
     args = p.parse_args(argv)
     gan_cli.run_command(args, SPEC, evaluate)
 

@@ -74,7 +74,7 @@ def train_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor | None, rng:
     y_fake = nets.draw(lambda n: torch.randint(0, 2, (n,), generator=rng, device=real.device), len(real))  # sampled
     with distributed.autocast(real.device):
         fake = nets.G(z, y_fake)  # (B, 3, 64, 64)
-    return d_step(nets, real, y_real, fake, y_fake) | g_step(nets, fake, y_fake)
+    return d_step(nets, real, y_real, fake, y_fake) | (g_step(nets, fake, y_fake) if nets.train_g else {})
 
 
 def pairs(G: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,6 +67,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--zoom", action="store_true", help="random rescale of the digits too (with augmentation)")
     t.add_argument("--texture-mix", type=float, default=0.0,
                    help="share of source images drawn into tile-shuffled unlabelled target images (stages 1-2)")
+    t.add_argument("--width", type=int, nargs=2, default=[32, 64], metavar=("C1", "C2"),
+                   help="channels of the bn encoder's two convs")
     t.add_argument("--critic-hidden", type=int, default=500, help="critic width (report: 500)")
     t.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the critic's targets")
     t.add_argument("--gp", type=float, default=1.0, help="weight of a zero-centred gradient penalty on the critic "
@@ -99,6 +101,8 @@ def train(args: argparse.Namespace) -> None:
         raise UserError("--source and --target must differ")
     if args.pretrain_steps < 1 or args.adapt_steps < 0 or args.selftrain_steps < 0:
         raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
+    if min(args.width) < 1:
+        raise UserError(f"--width needs two channel counts >= 1, got {args.width}")
     dist = distributed.setup(args.device, args.seed, args.precision)
     if dist.world > 1:
         raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")

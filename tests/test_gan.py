@@ -481,3 +481,55 @@ def test_export_ships_the_average_with_its_own_batchnorm_statistics(shipped):
             assert not torch.allclose(run[k].float(), v, atol=1e-3)  # the live generator's were replaced ...
         if v.is_floating_point():
             assert torch.allclose(out[k].float(), v, rtol=1e-2, atol=1e-3), k  # ... by the average's own (fp16)
+
+
+def test_mirror_by_hand():
+    """Each image comes back as itself or its left-right mirror, both happen, and two ranks slice one global draw."""
+    x = torch.rand(16, 3, 8, 8)
+    out = gan.mirror(x, torch.Generator().manual_seed(0))
+    flipped = [torch.equal(o, xi.flip(2)) for o, xi in zip(out, x)]
+    kept = [torch.equal(o, xi) for o, xi in zip(out, x)]
+    assert all(f != k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+    halves = [gan.mirror(x.chunk(2)[rank], torch.Generator().manual_seed(0), rank, 2) for rank in (0, 1)]
+    assert torch.equal(torch.cat(halves), out)
+
+
+def weights(state: dict) -> dict:
+    """The learned tensors of a state_dict (BatchNorm running statistics move in any train-mode forward)."""
+    return {k: v.float() for k, v in state.items() if "running" not in k and "num_batches" not in k}
+
+
+def test_p1_init_d_warmup_xflip_and_exact_resume(demo_root, shipped, tmp_path, monkeypatch, capsys):
+    """--init from an export loads its generator; --d-warmup 2 leaves G's weights alone for 2 steps while D learns;
+    then G trains; with --xflip, 2 + 2 resumed steps end as 4 do; --report turns both off."""
+    export = shipped / "ckpt" / "p1_dcgan.pt"
+    args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "4",
+            "--ckpt-every", "2", "--init", str(export), "--d-warmup", "2", "--xflip"]
+    r = in_process(p1_dcgan, [*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"], monkeypatch, capsys)
+    assert r.returncode == 0 and "generator only" in r.stdout
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "2"])
+    start = weights(torch.load(export, weights_only=True)["models"]["G"])
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert all(torch.equal(v, start[k]) for k, v in weights(b["models"]["G"]).items())
+    assert not b["optimizers"]["G"]["state"] and b["optimizers"]["D"]["state"]  # only D's optimizer stepped
+    assert all("loss_g" not in m for m in checkpoints.read_metrics(tmp_path / "b" / "metrics.jsonl"))
+    p1_dcgan.main(["train", "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
+    for net in ("G", "D", "G_ema"):
+        for k, v in a["models"][net].items():
+            assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
+    assert not all(torch.equal(v, start[k]) for k, v in weights(a["models"]["G"]).items())  # G trained after warm-up
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "c"), "--steps", "1", "--report"])
+    config = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert (config["xflip"], config["d_warmup"]) == (False, 0)
+
+
+def test_p1_init_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
+    args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "new"), *TINY]
+    r = in_process(p1_dcgan, [*args, "--init", str(tmp_path / "missing.pt")], monkeypatch, capsys)
+    assert_clean_error(r, "not found")
+    r = in_process(p1_dcgan, [*args, "--init", str(shipped / "ckpt" / "p2_acgan.pt")], monkeypatch, capsys)
+    assert_clean_error(r, "p1_dcgan")
+    r = in_process(p1_dcgan, [*args, "--d-warmup", "-1"], monkeypatch, capsys)
+    assert_clean_error(r, "--d-warmup")
+    assert not (tmp_path / "new").exists()  # a bad --init leaves no run folder behind

@@ -295,3 +295,19 @@ def test_agree_keeps_the_teachers_labels_its_centroids_agree_with(tmp_path):
     agree = (nearest == balanced).float().mean().item()
     assert 0 < agree < 1  # a case where the filter does something
     assert out["mask"] == pytest.approx(agree)
+
+
+def test_encoder_width_is_recorded_and_loads_back(demo_root, tmp_path):
+    """--width C1 C2 builds the bn encoder with those channels; eval rebuilds it from the run's config."""
+    import p4_adda
+
+    run = tmp_path / "w"
+    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run-dir",
+            str(run), *SHORT, "--width", "8", "16", check=True)
+    _, enc, _, ck = p4_adda.load_encoders(str(run / "best.pt"), "cpu")
+    convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert ck["config"]["width"] == [8, 16] and [c.out_channels for c in convs] == [8, 16]
+    r = run_cli("p4_adda.py", "eval", "--ckpt", str(run / "best.pt"), "--data", str(demo_root), "--domain", "mnistm")
+    assert r.returncode == 0 and "accuracy" in r.stdout
+    assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target",
+                               "mnistm", "--run-dir", str(tmp_path / "bad"), "--width", "0", "16"), "--width")
