@@ -89,6 +89,12 @@ class DiffAugment:
         return x
 
 
+def mirror(x: torch.Tensor, rng: torch.Generator, rank: int = 0, world: int = 1) -> torch.Tensor:
+    """Each image of this rank's slice flipped left-right with probability 1/2 (one global draw, like the batch)."""
+    flip = torch.rand(len(x) * world, generator=rng, device=rng.device).chunk(world)[rank] < 0.5  # (B,)
+    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
+
+
 # ----------------------------------------------------------------------------- digits (P3, P4)
 
 

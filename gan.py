@@ -17,7 +17,7 @@ import cli
 import distributed
 import evaluation
 import loop
-from augment import DiffAugment, parse_policy
+from augment import DiffAugment, mirror, parse_policy
 from cli import UserError
 from datasets import DeviceSampler, load_faces
 from gan_models import Z_DIM, init_dcgan
@@ -82,13 +82,6 @@ class EMA:
             avg.lerp_(p.detach(), 1 - decay)
         for avg, b in zip(self.net.buffers(), net.buffers()):  # BatchNorm statistics: the current ones
             avg.copy_(b)
-
-
-
-def mirror(x: torch.Tensor, rng: torch.Generator, rank: int = 0, world: int = 1) -> torch.Tensor:
-    """Each image of this rank's slice flipped left-right with probability 1/2 (one global draw, like the batch)."""
-    flip = torch.rand(len(x) * world, generator=rng, device=rng.device).chunk(world)[rank] < 0.5  # (B,)
-    return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
 
 
 def lr_factor(done: int, steps: int, decay_from: int | None) -> float:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from conftest import ROOT, assert_clean_error, run_cli
 from PIL import Image
 
+import augment
 import checkpoints
 import cli
 import fid
@@ -486,11 +487,11 @@ def test_export_ships_the_average_with_its_own_batchnorm_statistics(shipped):
 def test_mirror_by_hand():
     """Each image comes back as itself or its left-right mirror, both happen, and two ranks slice one global draw."""
     x = torch.rand(16, 3, 8, 8)
-    out = gan.mirror(x, torch.Generator().manual_seed(0))
+    out = augment.mirror(x, torch.Generator().manual_seed(0))
     flipped = [torch.equal(o, xi.flip(2)) for o, xi in zip(out, x)]
     kept = [torch.equal(o, xi) for o, xi in zip(out, x)]
     assert all(f != k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
-    halves = [gan.mirror(x.chunk(2)[rank], torch.Generator().manual_seed(0), rank, 2) for rank in (0, 1)]
+    halves = [augment.mirror(x.chunk(2)[rank], torch.Generator().manual_seed(0), rank, 2) for rank in (0, 1)]
     assert torch.equal(torch.cat(halves), out)
 
 
