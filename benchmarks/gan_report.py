@@ -1,7 +1,7 @@
 """Print the GAN lever table from run folders: the run's flags beyond the defaults, steps, images/s (median of the
 logged rates), and FID with its floor from each run's eval.json (written by `eval --json`).
 
-  python benchmarks/gan_report.py runs lev_base lev_hinge lev_sn lev_r1 lev_ttur
+  python benchmarks/gan_report.py runs lev_base lev_hinge lev_sn lev_r1 lev_ttur lev_xflip
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 LEVERS = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr": 2e-4, "lr_d": None, "betas": [0.5, 0.999],
-          "batch": 64, "diffaug": "color,translation,cutout", "ema": 0.999}
+          "batch": 64, "diffaug": "color,translation,cutout", "ema": 0.999, "xflip": False, "seed": 0}
 
 
 def row(run: Path) -> str:
