@@ -4,7 +4,7 @@
 # FID of 1,000 faces from each run's EMA generator (BatchNorm re-estimated) against the 1,000 dev faces.
 # CPU: OMP_NUM_THREADS=1, two runs at a time on the 2-core machine, ~30-45 min each.
 # Usage: bash benchmarks/gan_levers.sh [DATA_ROOT] [OUT_DIR] [STEPS]; then
-#   python benchmarks/gan_report.py OUT_DIR lev_base lev_hinge lev_sn lev_r1 lev_ttur lev_sngan lev_xflip lev_r1_01 lev_base_s1 lev_xflip_s1
+#   python benchmarks/gan_report.py OUT_DIR lev_base lev_hinge lev_sn lev_r1 lev_ttur lev_sngan lev_xflip lev_r1_01 lev_base_s1 lev_xflip_s1 lev_base_s2 lev_xflip_s2
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-hw3_data}; out=${2:-runs}; steps=${3:-2000}
@@ -25,3 +25,5 @@ lever lev_xflip --xflip            # real faces mirrored at random: twice the da
 lever lev_r1_01 --r1 0.1           # R1 at a tenth of the weight that held D at chance
 lever lev_base_s1 --seed 1         # a second seed of the recipe and of mirroring: how far runs spread
 lever lev_xflip_s1 --xflip --seed 1
+lever lev_base_s2 --seed 2
+lever lev_xflip_s2 --xflip --seed 2

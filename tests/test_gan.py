@@ -534,3 +534,13 @@ def test_p1_init_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
     r = in_process(p1_dcgan, [*args, "--d-warmup", "-1"], monkeypatch, capsys)
     assert_clean_error(r, "--d-warmup")
     assert not (tmp_path / "new").exists()  # a bad --init leaves no run folder behind
+
+
+def test_acgan_d_warmup_and_xflip(demo_root, tmp_path):
+    """P2 shares the flags: with --d-warmup 2, two steps update D only (G's optimizer never steps)."""
+    p2_acgan.main(["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY, "--d-warmup", "2",
+                   "--xflip"])
+    ck = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert not ck["optimizers"]["G"]["state"] and ck["optimizers"]["D"]["state"]
+    assert ck["config"]["xflip"] and all("loss_g" not in m for m in checkpoints.read_metrics(tmp_path / "r" /
+                                                                                               "metrics.jsonl"))
