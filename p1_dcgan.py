@@ -4,7 +4,7 @@
   python p1_dcgan.py export --ckpt runs/p1/last.pt --out checkpoints/p1_dcgan.pt
   python p1_dcgan.py sample --ckpt checkpoints/p1_dcgan.pt --out fig1_2.jpg --seed 0
   python p1_dcgan.py eval --ckpt checkpoints/p1_dcgan.pt --data hw3_data --n 1000
-  python p1_dcgan.py train --run-dir runs/p1_more --init checkpoints/p1_dcgan.pt --d-warmup 500  # continue
+  python p1_dcgan.py train --run-dir runs/p1_more --init runs/p1/last.pt --xflip  # continue a run, its D too
 """
 from __future__ import annotations
 
