@@ -162,6 +162,12 @@ def adaptation_data(root: str | Path, labelled: str, target: str, val_fraction: 
             "select": target_train.images[pick[:select_images]], "target_test": load_digits(root, target, "test")}
 
 
+def is_grey(images: torch.Tensor) -> bool:
+    """Whether most images of a uint8 (N, 3, H, W) set have three equal channels (USPS, MNIST; not MNIST-M, SVHN)."""
+    equal = (images[:, 0] == images[:, 1]) & (images[:, 1] == images[:, 2])  # (N, H, W)
+    return bool(equal.flatten(1).all(1).float().mean() > 0.5)
+
+
 class DeviceSampler:
     """Endless batches drawn by random index from a uint8 image tensor that lives on the training device."""
 

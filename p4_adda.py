@@ -32,12 +32,24 @@ import evaluation
 import loop
 from adda import KIND, ADDAMethod, build, make_encoder
 from cli import UserError
-from datasets import DeviceSampler, adaptation_data, check_domain
+from datasets import DeviceSampler, adaptation_data, check_domain, is_grey
 from digit_models import LeNetClassifier
 
+AUTO_TEXTURE_MIX = 0.25  # grey source, colour target (usps -> mnistm); it cost mnistm -> usps 0.05
 PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
          "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4,
          "beta1": 0.5}
+
+
+def texture_share(value: str | float) -> float:
+    """A --texture-mix share in [0, 1] (a float, or its text)."""
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise UserError(f"--texture-mix must be 'auto' or a share in [0, 1], got {value!r}")
+    return share
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -65,8 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="bn encoder without per-image standardisation")
     t.add_argument("--no-augment", dest="augment", action="store_false", help="no device-side augmentation")
     t.add_argument("--zoom", action="store_true", help="random rescale of the digits too (with augmentation)")
-    t.add_argument("--texture-mix", type=float, default=0.0,
-                   help="share of source images drawn into tile-shuffled unlabelled target images (stages 1-2)")
+    t.add_argument("--texture-mix", default="auto",
+                   help="share of source images drawn into tile-shuffled unlabelled target images (stages 1-2); "
+                        f"auto: {AUTO_TEXTURE_MIX} when the source images are grey and the target's are not, else 0")
     t.add_argument("--width", type=int, nargs=2, default=[32, 64], metavar=("C1", "C2"),
                    help="channels of the bn encoder's two convs")
     t.add_argument("--critic-hidden", type=int, default=500, help="critic width (report: 500)")
@@ -103,6 +116,8 @@ def train(args: argparse.Namespace) -> None:
         raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
     if min(args.width) < 1:
         raise UserError(f"--width needs two channel counts >= 1, got {args.width}")
+    if args.texture_mix != "auto":
+        args.texture_mix = texture_share(args.texture_mix)
     dist = distributed.setup(args.device, args.seed, args.precision)
     if dist.world > 1:
         raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
@@ -110,6 +125,9 @@ def train(args: argparse.Namespace) -> None:
 
     data = adaptation_data(args.data, args.source, args.target, args.val_fraction, args.seed, args.source_test,
                            args.select_images)
+    if args.texture_mix == "auto":  # decided from the unlabelled images of both domains, on record in config.json
+        grey_to_colour = is_grey(data["train"].images) and not is_grey(data["target_train"].images)
+        args.texture_mix = config["texture_mix"] = AUTO_TEXTURE_MIX if grey_to_colour else 0.0
     rng = torch.Generator(dist.device).manual_seed(args.seed)
     src = DeviceSampler(data["train"], dist.device, rng)
     tgt = DeviceSampler(data["target_train"], dist.device, rng)  # no labels

@@ -3,7 +3,8 @@
 # shared 2-core machine: ~10-18 min each). Each improved run yields three rows: "source-only" (end of stage 1),
 # "+ alignment" (best im-score checkpoint of stage 2) and "+ self-training" (the chosen checkpoint): see
 # "by_stage" in each run's metrics.json.
-# Lines written before --gp 1 became the default say --gp 0.
+# Lines written before --gp 1 became the default say --gp 0; before --texture-mix auto (0.25 from a grey source to a
+# colour target, else 0), runs from a grey source that did not mix say --texture-mix 0.
 # Usage: bash benchmarks/p4_ablation.sh [DATA_ROOT] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,14 +14,14 @@ t() { python p4_adda.py train --data "$data" --overwrite "$@"; }
 
 # usps -> mnistm
 t --source usps --target mnistm --run-dir "$out/p4_u2m_plain" --plain --pretrain-steps 1000 --adapt-steps 1500 --eval-every 250
-t --source usps --target mnistm --run-dir "$out/p4_u2m_full" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --gp 0
+t --source usps --target mnistm --run-dir "$out/p4_u2m_full" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --texture-mix 0 --gp 0
 # mnistm -> usps
 t --source mnistm --target usps --run-dir "$out/p4_m2u_full" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200 --gp 0
 # mnist -> mnistm
-t --source mnist --target mnistm --run-dir "$out/p4_mn2m_full" --pretrain-steps 600 --adapt-steps 800 --selftrain-steps 1000 --eval-every 200 --gp 0
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_full" --pretrain-steps 600 --adapt-steps 800 --selftrain-steps 1000 --eval-every 200 --texture-mix 0 --gp 0
 # 2026-11-30: a longer self-training stage, then --texture-mix (source digits drawn into tile-shuffled unlabelled
 # target images) on mnist->mnistm and usps->mnistm (the last two runs with the fused Adam of common.adam)
-t --source mnist --target mnistm --run-dir "$out/p4_mn2m_long" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --gp 0
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_long" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0 --gp 0
 t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --gp 0
 t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex_long" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 500 --texture-mix 0.5 --gp 0
 t --source usps --target mnistm --run-dir "$out/p4_u2m_tex" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --texture-mix 0.5 --gp 0
@@ -30,20 +31,20 @@ t --source usps --target mnistm --run-dir "$out/p4_u2m_tex" --pretrain-steps 100
 # t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex_cut" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --cutout 12 --gp 0
 # t --source mnist --target mnistm --run-dir "$out/p4_mn2m_tex_src" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --self-source 1.0 --gp 0
 # the mnist data's train/ holds no 9s (its test/ holds all 500): --source-test trains on both source splits
-t --source mnist --target mnistm --run-dir "$out/p4_mn2m_st" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --source-test --gp 0
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_st" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0 --source-test --gp 0
 for s in 0 1 2; do
   sfx=$([ $s = 0 ] || echo _s$s)
   t --source mnist --target mnistm --run-dir "$out/p4_mn2m_st_tex$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 4000 --eval-every 250 --texture-mix 0.5 --source-test --gp 0 --seed $s
   # seeds 1 and 2 of the shipped configurations (seed 0: p4_u2m_full, p4_m2u_full above), and --gp on mnistm->usps
   if [ $s != 0 ]; then
-    t --source usps --target mnistm --run-dir "$out/p4_u2m_full$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --gp 0 --seed $s
+    t --source usps --target mnistm --run-dir "$out/p4_u2m_full$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --texture-mix 0 --gp 0 --seed $s
     t --source mnistm --target usps --run-dir "$out/p4_m2u_full$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200 --gp 0 --seed $s
   fi
   t --source mnistm --target usps --run-dir "$out/p4_m2u_gp$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 1200 --eval-every 200 --gp 1 --seed $s
 done
 for s in 0 1 2; do  # --gp on usps->mnistm
   sfx=$([ $s = 0 ] || echo _s$s)
-  t --source usps --target mnistm --run-dir "$out/p4_u2m_gp$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --gp 1 --seed $s
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_gp$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --texture-mix 0 --gp 1 --seed $s
 done
 # the table: python benchmarks/p4_report.py "$out" p4_u2m_plain p4_u2m_full p4_u2m_gp p4_m2u_full p4_m2u_gp p4_mn2m_full \
 #   p4_mn2m_long p4_mn2m_tex p4_mn2m_tex_long p4_mn2m_tex_cut p4_mn2m_tex_src p4_mn2m_st p4_mn2m_st_tex p4_u2m_tex
@@ -61,7 +62,7 @@ for s in 0 1 2; do
   sfx=$([ $s = 0 ] || echo _s$s)
   for v in "full" "tbn --teacher-bn clean" "tex25 --texture-mix 0.25"; do
     set -- $v; name=$1; shift
-    t --source usps --target mnistm --run-dir "$out/p4_u2m_$name$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --gp 0 --seed $s "$@"
+    t --source usps --target mnistm --run-dir "$out/p4_u2m_$name$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 1500 --eval-every 250 --texture-mix 0 --gp 0 --seed $s "$@"
   done
 done
 # python benchmarks/p4_report.py "$out" p4_u2m_full p4_u2m_tbn p4_u2m_tex25
@@ -123,6 +124,13 @@ t --source mnist --target mnistm --run-dir "$out/p4_mn2m_w48" --pretrain-steps 1
 t --source mnist --target mnistm --run-dir "$out/p4_mn2m_agree" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 250 --texture-mix 0.5 --pseudo agree --seed 0
 # seed 1 only (seeds 0 and 2 not run: it lost 0.09)
 t --source usps --target mnistm --run-dir "$out/p4_u2m_agree_w48_s1" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 250 --texture-mix 0.25 --pseudo agree --width 48 96 --seed 1
+
+# 2026-12-01: one configuration for every pair? mnistm->usps with usps->mnistm's recipe (the default --texture-mix
+# auto gives it no mixing), seeds 0-2
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_one$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 200 --pseudo agree --seed $s
+done
 
 # shipped: of each configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json): seed 0 of usps->mnistm, seed 1 of mnistm->usps

@@ -186,6 +186,18 @@ def test_shuffle_patches_moves_whole_tiles():
         assert tiles(img_x) == tiles(img_y)
 
 
+def test_is_grey_by_majority():
+    from datasets import is_grey
+
+    grey = torch.randint(0, 256, (4, 1, 5, 5), dtype=torch.uint8).expand(4, 3, 5, 5).clone()
+    assert is_grey(grey)
+    colour = grey.clone()
+    colour[:3, 0, 2, 2] = colour[:3, 1, 2, 2] + 1  # one pixel off in three of four images
+    assert not is_grey(colour)
+    colour[1:3] = grey[1:3]                         # one of four left
+    assert is_grey(colour)
+
+
 def test_texture_mix_draws_the_digit_into_the_background():
     g = torch.Generator().manual_seed(0)
     digit = -torch.ones(8, 3, 28, 28)

@@ -34,7 +34,7 @@ def adapted(demo_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("p4") / "m2mm"
     run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run-dir",
             str(run), "--pretrain-steps", "100", "--adapt-steps", "100", "--selftrain-steps", "100", "--batch", "64",
-            "--eval-every", "50", "--device", "cpu", check=True)
+            "--eval-every", "50", "--texture-mix", "0", "--device", "cpu", check=True)
     return run
 
 
@@ -91,6 +91,17 @@ def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root,
                                                                             .read_text())
 
 
+@pytest.mark.parametrize("source, target, share", [("usps", "mnistm", 0.25), ("mnistm", "usps", 0.0),
+                                                  ("mnistm", "svhn", 0.0)])
+def test_texture_mix_auto_reads_the_domains(demo_root, tmp_path, source, target, share):
+    """The default --texture-mix auto mixes only from a grey source into a colour target, and records the share."""
+    run = tmp_path / "r"
+    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", source, "--target", target, "--run-dir",
+            str(run), "--pretrain-steps", "1", "--adapt-steps", "0", "--selftrain-steps", "0", "--batch", "8",
+            "--select-images", "16", "--device", "cpu", check=True)
+    assert json.loads((run / "config.json").read_text())["texture_mix"] == share
+
+
 def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
     ckdir = tmp_path / "ck"
     run_cli("p4_adda.py", "export", "--ckpt", str(adapted / "best.pt"), "--out", str(ckdir / "p4_adda_mnistm.pt"),
@@ -134,6 +145,10 @@ def test_bad_inputs(demo_root, adapted, tmp_path):
                                "--domain", "nope"), "nope")
     assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(tmp_path), "--source", "usps", "--target",
                                "mnistm", "--run-dir", str(tmp_path / "r")), "usps")
+    for bad in ("1.5", "-0.1", "some"):
+        assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "usps", "--target",
+                                   "mnistm", "--run-dir", str(tmp_path / "r"), "--texture-mix", bad), "--texture-mix")
+    assert not (tmp_path / "r").exists()
 
 
 def test_teacher_ema_update_by_hand():
