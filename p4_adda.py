@@ -44,12 +44,11 @@ PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": Fals
 def texture_share(value: str | float) -> float:
     """A --texture-mix share in [0, 1] (a float, or its text)."""
     try:
-        share = float(value)
+        if 0.0 <= float(value) <= 1.0:
+            return float(value)
     except ValueError:
-        share = -1.0
-    if not 0.0 <= share <= 1.0:
-        raise UserError(f"--texture-mix must be 'auto' or a share in [0, 1], got {value!r}")
-    return share
+        pass
+    raise UserError(f"--texture-mix must be 'auto' or a share in [0, 1], got {value!r}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
