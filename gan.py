@@ -113,7 +113,7 @@ class GANMethod:
             real = mirror(real, self.rng, self.dist.rank, self.dist.world)
         self.nets.train_g = step >= self.args.d_warmup
         out = self.spec.step(self.nets, real, labels, self.rng)
-        return out | {"epoch": (step + 1) * self.args.batch / len(self.sampler)}
+        return out | {"lr": self.args.lr * factor, "epoch": (step + 1) * self.args.batch / len(self.sampler)}
 
     def after_step(self, step: int) -> None:
         if self.ema is not None:
@@ -150,8 +150,10 @@ class GANMethod:
 
 def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
-    # the recorded config wins, except an explicit --steps (extends a run) or --lr-decay-from (ends it)
-    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind, explicit_wins=("steps", "lr_decay_from"))
+    # the recorded config wins, except an explicit --steps (extends a run), --lr-decay-from (ends it) or learning rate
+    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind,
+                                     explicit_wins=("steps", "lr_decay_from", "lr", "lr_d"))
+    args.lr = 2e-4 if args.lr is None else args.lr
     if args.report:
         args.diffaug, args.ema, args.loss, args.r1, args.lr_d, args.spectral_norm = "none", 0.0, "bce", 0.0, None, False
         args.xflip, args.d_warmup = False, 0
@@ -162,8 +164,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         raise UserError(str(e)) from None
     if not 0 <= args.ema < 1:
         raise UserError(f"--ema must be in [0, 1), got {args.ema}")
-    if args.r1 < 0 or (args.lr_d is not None and args.lr_d <= 0) or args.d_warmup < 0:
-        raise UserError("--r1 and --d-warmup must be >= 0, --lr-d > 0")
+    if args.r1 < 0 or args.lr <= 0 or (args.lr_d is not None and args.lr_d <= 0) or args.d_warmup < 0:
+        raise UserError("--r1 and --d-warmup must be >= 0, --lr and --lr-d > 0")
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")

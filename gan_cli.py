@@ -26,7 +26,8 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training set (report: {epochs})")
     t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     t.add_argument("--batch", type=int, default=batch, help=f"report: {batch}")
-    t.add_argument("--lr", type=float, default=2e-4)
+    t.add_argument("--lr", type=float, help="both learning rates (default 2e-4); with --resume an explicit value wins, "
+                                            "a warm restart of a decayed run")
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
     t.add_argument("--lr-decay-from", type=int, metavar="STEP",
                    help="from this step, decay both learning rates linearly to ~0 at the last step (default: constant)")
@@ -38,7 +39,7 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--spectral-norm", action="store_true",
                    help="spectral norm on every conv of D, in place of its BatchNorm (DCGAN networks)")
     t.add_argument("--lr-d", type=float, help="the discriminator's learning rate (default --lr; TTUR: e.g. 4e-4 "
-                                              "with --lr 1e-4)")
+                                              "with --lr 1e-4); with --resume an explicit value wins")
     t.add_argument("--xflip", action="store_true", help="mirror each real face at random (twice the data for D)")
     t.add_argument("--d-warmup", type=int, default=0, metavar="N",
                    help="the first N steps update D only (a fresh D beside a warm-started G)")

@@ -368,6 +368,23 @@ def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path
     assert not (tmp_path / "c").exists()
 
 
+
+def test_warm_restart_of_a_decayed_run(demo_root, tmp_path, monkeypatch, capsys):
+    """A decayed run resumed with an explicit --lr restarts at that rate: metrics.jsonl logs the rate of every step
+    (the decay, then the new rate, then its own decay), config.json and the optimizers hold the new rate; a rate <= 0
+    is a one-line error."""
+    args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "8",
+            "--ckpt-every", "2", "--run-dir", str(tmp_path / "a")]
+    p1_dcgan.main([*args, "--steps", "2", "--lr", "1e-3", "--lr-decay-from", "0"])
+    p1_dcgan.main([*args, "--steps", "6", "--resume", "--lr", "4e-4", "--lr-decay-from", "4"])
+    rates = [m["lr"] for m in checkpoints.read_metrics(tmp_path / "a" / "metrics.jsonl")]
+    assert rates == pytest.approx([1e-3, 5e-4, 4e-4, 4e-4, 4e-4, 2e-4])  # steps 1-6: decay, restart, decay
+    ck = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    assert ck["config"]["lr"] == 4e-4 and json.loads((tmp_path / "a" / "config.json").read_text())["lr"] == 4e-4
+    assert [ck["optimizers"][n]["param_groups"][0]["lr"] for n in "GD"] == pytest.approx([2e-4, 2e-4])
+    r = in_process(p1_dcgan, [*args, "--steps", "8", "--resume", "--lr", "0"], monkeypatch, capsys)
+    assert r.returncode != 0 and "--lr and --lr-d > 0" in r.stderr
+
 def test_adversarial_losses_by_hand():
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
     # hinge: mean(max(0, 1 - [2, 0])) + mean(max(0, 1 + [-2, 0.5])) = 0.5 + 0.75; G: -mean(fake) = 0.75
