@@ -113,6 +113,7 @@ class GANMethod:
             real = mirror(real, self.rng, self.dist.rank, self.dist.world)
         self.nets.train_g = step >= self.args.d_warmup
         out = self.spec.step(self.nets, real, labels, self.rng)
+        # "lr": G's rate (D's is --lr-d times the same factor)
         return out | {"lr": self.args.lr * factor, "epoch": (step + 1) * self.args.batch / len(self.sampler)}
 
     def after_step(self, step: int) -> None:

@@ -368,7 +368,6 @@ def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path
     assert not (tmp_path / "c").exists()
 
 
-
 def test_warm_restart_of_a_decayed_run(demo_root, tmp_path, monkeypatch, capsys):
     """A decayed run resumed with an explicit --lr restarts at that rate: metrics.jsonl logs the rate of every step
     (the decay, then the new rate, then its own decay), config.json and the optimizers hold the new rate; a rate <= 0
