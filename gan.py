@@ -22,6 +22,8 @@ from cli import UserError
 from datasets import DeviceSampler, load_faces
 from gan_models import Z_DIM, init_dcgan
 
+DEFAULT_LR = 2e-4  # both Adam rates; --lr has no argparse default, so --resume can tell whether it was given
+
 
 @dataclass
 class Nets:
@@ -154,7 +156,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     # the recorded config wins, except an explicit --steps (extends a run), --lr-decay-from (ends it) or learning rate
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind,
                                      explicit_wins=("steps", "lr_decay_from", "lr", "lr_d"))
-    args.lr = 2e-4 if args.lr is None else args.lr
+    args.lr = DEFAULT_LR if args.lr is None else args.lr
     if args.report:
         args.diffaug, args.ema, args.loss, args.r1, args.lr_d, args.spectral_norm = "none", 0.0, "bce", 0.0, None, False
         args.xflip, args.d_warmup = False, 0

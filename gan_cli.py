@@ -13,7 +13,7 @@ import cli
 import distributed
 import loop
 from course_files import list_images
-from gan import GanSpec, export, load_generator, sample, train
+from gan import DEFAULT_LR, GanSpec, export, load_generator, sample, train
 
 
 def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[str, argparse.ArgumentParser]:
@@ -26,8 +26,8 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training set (report: {epochs})")
     t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
     t.add_argument("--batch", type=int, default=batch, help=f"report: {batch}")
-    t.add_argument("--lr", type=float, help="both learning rates (default 2e-4); with --resume an explicit value wins, "
-                                            "a warm restart of a decayed run")
+    t.add_argument("--lr", type=float, help=f"both learning rates (default {DEFAULT_LR}); with --resume an explicit "
+                                            "value wins, a warm restart of a decayed run")
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
     t.add_argument("--lr-decay-from", type=int, metavar="STEP",
                    help="from this step, decay both learning rates linearly to ~0 at the last step (default: constant)")

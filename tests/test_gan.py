@@ -384,6 +384,7 @@ def test_warm_restart_of_a_decayed_run(demo_root, tmp_path, monkeypatch, capsys)
     r = in_process(p1_dcgan, [*args, "--steps", "8", "--resume", "--lr", "0"], monkeypatch, capsys)
     assert r.returncode != 0 and "--lr and --lr-d > 0" in r.stderr
 
+
 def test_adversarial_losses_by_hand():
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
     # hinge: mean(max(0, 1 - [2, 0])) + mean(max(0, 1 + [-2, 0.5])) = 0.5 + 0.75; G: -mean(fake) = 0.75
