@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import checkpoints
 import distributed
 import evaluation
-from augment import augment_digits, texture_mix
+from augment import augment_digits, strong_digits, texture_mix
 from datasets import DeviceSampler, ImageSet
 from digit_models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
 
@@ -156,8 +156,9 @@ class ADDAMethod:
                 # centroid: every image, labelled by it; agree: the teacher's confident labels it agrees with
                 mask = torch.ones_like(mask) if args.pseudo == "centroid" else mask * (nearest == pseudo).float()
                 pseudo = nearest
+        view = strong_digits(xt, self.rng, args.zoom) if args.student_aug == "strong" else self.augment(xt)
         with distributed.autocast(self.dist.device):  # the student's view: an augmented image
-            logits = n["classifier"](n["target_encoder"](self.augment(xt))).float()
+            logits = n["classifier"](n["target_encoder"](view)).float()
             loss = (F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()
         spread = evaluation.entropy(logits.softmax(1).mean(0))  # of the batch's mean prediction: low = one class
         self.opts["selftrain"].zero_grad(set_to_none=True)

@@ -6,7 +6,10 @@ stops D from memorising the real set. Each call draws fresh transforms from `rng
 """
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 POLICIES = ("color", "translation", "cutout")
 
@@ -127,6 +130,53 @@ def augment_digits(x: torch.Tensor, rng: torch.Generator, zoom: bool = False) ->
     x = x * gain + offset
     flip = torch.rand(b, 1, 1, 1, generator=rng, device=dev) < 0.5
     return torch.where(flip, -x, x).clamp_(-1, 1)
+
+
+STRONG_OPS = ("rotate", "shear", "scale", "blur", "sharpen", "noise", "posterize", "solarize", "autocontrast")
+
+
+def box_blur(x: torch.Tensor) -> torch.Tensor:
+    """3x3 mean of each channel (edges replicated)."""
+    c = x.shape[1]
+    kernel = torch.full((c, 1, 3, 3), 1 / 9, device=x.device, dtype=x.dtype)
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
+
+
+def strong_digits(x: torch.Tensor, rng: torch.Generator, zoom: bool = False, n_ops: int = 2) -> torch.Tensor:
+    """The student's view for self-training (RandAugment / FixMatch spirit): `augment_digits`, then `n_ops`
+    different ops of STRONG_OPS per image, each at a random magnitude. Every draw is made for every image, so the
+    generator advances the same way whatever is picked."""
+    x = augment_digits(x, rng, zoom)
+    b, dev = len(x), x.device
+    u = lambda: torch.rand(b, generator=rng, device=rng.device).to(dev)  # noqa: E731  (B,) uniform [0, 1)
+    order = torch.rand(b, len(STRONG_OPS), generator=rng, device=rng.device).argsort(1)[:, :n_ops].to(dev)
+    on = torch.zeros(b, len(STRONG_OPS), dtype=torch.bool, device=dev).scatter_(1, order, True)  # (B, ops)
+    op = {name: on[:, i] for i, name in enumerate(STRONG_OPS)}
+    # geometry: rotation (+-30 degrees), shear (+-0.3), scale (0.75-1.2), composed into one affine map per image
+    angle = torch.where(op["rotate"], (u() - 0.5) * math.radians(60), 0.0)
+    shear = torch.where(op["shear"], (u() - 0.5) * 0.6, 0.0)
+    scale = torch.where(op["scale"], 0.75 + 0.45 * u(), 1.0)
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.zeros(b, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 1] = cos / scale, (cos * shear - sin) / scale
+    theta[:, 1, 0], theta[:, 1, 1] = sin / scale, (sin * shear + cos) / scale
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid.to(x.dtype), padding_mode="border", align_corners=False)
+    pick = lambda name: op[name].view(b, 1, 1, 1)  # noqa: E731
+    col = lambda v: v.view(b, 1, 1, 1).to(x.dtype)  # noqa: E731
+    blur = box_blur(x)
+    x = torch.where(pick("blur"), torch.lerp(x, blur, col(0.5 + 0.5 * u())), x)
+    x = torch.where(pick("sharpen"), x + col(0.5 + u()) * (x - blur), x)
+    noise = torch.randn(x.shape, generator=rng, device=rng.device).to(x)
+    x = torch.where(pick("noise"), x + col(0.05 + 0.15 * u()) * noise, x)
+    levels = col(4.0 + (u() * 5).floor())  # 4-8 levels per channel
+    posterized = ((x.clamp(-1, 1) + 1) / 2 * (levels - 1)).round() / (levels - 1) * 2 - 1
+    x = torch.where(pick("posterize"), posterized, x)
+    x = torch.where(pick("solarize") & (x > col(u())), -x, x)  # pixels above a threshold in [0, 1) inverted
+    low, high = x.amin((1, 2, 3), keepdim=True), x.amax((1, 2, 3), keepdim=True)
+    stretched = (x - low) / (high - low).clamp_min(1e-3) * 2 - 1
+    x = torch.where(pick("autocontrast"), stretched, x)
+    return x.clamp_(-1, 1)
 
 
 def shuffle_patches(x: torch.Tensor, rng: torch.Generator, patch: int = 4) -> torch.Tensor:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from augment import augment_digits, shuffle_patches, texture_mix
+from augment import STRONG_OPS, augment_digits, shuffle_patches, strong_digits, texture_mix
 from cli import DataWarning, UserError
 from course_files import decode, read_csv
 from datasets import (
@@ -169,6 +169,21 @@ def test_augment_keeps_range_and_shape():
     x = torch.rand(16, 3, 28, 28) * 2 - 1
     y = augment_digits(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.allclose(x, y)
+
+
+def test_strong_view_is_the_weak_one_plus_its_ops():
+    """With no op picked the strong view is exactly the weak one (the same draws first); with ops it is another
+    image in range, and the same seed gives the same view."""
+    x = torch.rand(16, 3, 28, 28) * 2 - 1
+    weak = augment_digits(x, torch.Generator().manual_seed(0))
+    assert torch.allclose(strong_digits(x, torch.Generator().manual_seed(0), n_ops=0), weak, atol=1e-5)
+    strong = strong_digits(x, torch.Generator().manual_seed(0))
+    assert strong.shape == x.shape and strong.min() >= -1 and strong.max() <= 1
+    changed = (strong - weak).abs().flatten(1).amax(1) > 1e-3
+    assert changed.float().mean() > 0.8  # two ops per image: nearly every image moves
+    assert torch.equal(strong, strong_digits(x, torch.Generator().manual_seed(0)))
+    every = strong_digits(x, torch.Generator().manual_seed(0), n_ops=len(STRONG_OPS))
+    assert not torch.allclose(every, strong)
 
 
 def test_read_csv_not_found(tmp_path):

@@ -253,6 +253,16 @@ def test_diversity_bonus_spreads_a_collapsed_student(diversity, tmp_path):
         assert spread() > before + 0.2
 
 
+@pytest.mark.parametrize("student_aug", ["weak", "strong"])
+def test_student_view(student_aug, tmp_path, monkeypatch):
+    """--student-aug strong: the student of stage 3 sees augment.strong_digits of the batch; weak: the stages' own."""
+    calls = []
+    monkeypatch.setattr(adda, "strong_digits", lambda x, rng, zoom: calls.append(len(x)) or x)
+    method = stage3_method(tmp_path, "--student-aug", student_aug, "--batch", "16")
+    method.selftrain_step()
+    assert calls == ([16] if student_aug == "strong" else [])
+
+
 def test_cluster_centroids_by_hand():
     """Two groups of identical images: the classes they are predicted as get the groups' own (unit) features as
     centroids; a class no image is nearest to keeps its probability-weighted mean."""
