@@ -4,6 +4,7 @@ the source side frozen), selftrain (target encoder on an EMA teacher's confident
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
@@ -87,8 +88,19 @@ class ADDAMethod:
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return augment_digits(x, self.rng, self.args.zoom)
 
+    def self_lr(self, step: int) -> float:
+        """Stage 3's learning rate at (0-based) `step`: --lr-self, or with --self-decay cosine annealed from it toward 0
+        over the stage."""
+        if self.args.self_decay == "none":
+            return self.args.lr_self
+        done = (step - self.adapt_end) / max(self.args.selftrain_steps, 1)
+        return self.args.lr_self * 0.5 * (1 + math.cos(math.pi * done))
+
     def update(self, step: int) -> dict[str, float]:
         stage = self.stage(step)
+        if stage == "selftrain":
+            for group in self.opts["selftrain"].param_groups:
+                group["lr"] = self.self_lr(step)
         if stage == "selftrain" and self.args.pseudo != "teacher" and (step - self.adapt_end) % CENTROID_EVERY == 0:
             self.centroids = cluster_centroids(self.nets["teacher"], self.nets["classifier"], self.data["select"],
                                                self.dist.device)

@@ -86,6 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--gp", type=float, default=1.0, help="weight of a zero-centred gradient penalty on the critic "
                                                         "(report: 0)")
     t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
+    t.add_argument("--self-decay", choices=["none", "cosine"], default="none",
+                   help="stage 3 learning rate: constant, or annealed from --lr-self toward 0 (cosine)")
     t.add_argument("--student-aug", choices=["weak", "strong"], default="weak",
                    help="stage 3 student's view: the stages' augmentation, or it plus two RandAugment-style ops per "
                         "image (affine, blur, sharpen, noise, posterize, solarize, autocontrast)")

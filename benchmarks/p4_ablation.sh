@@ -136,3 +136,13 @@ done
 # target train images; the "im" of each run's metrics.json): seed 0 of usps->mnistm, seed 1 of mnistm->usps
 python p4_adda.py export --ckpt "$out/p4_u2m_gptex_st3k_agree/best.pt" --out checkpoints/p4_adda_mnistm.pt
 python p4_adda.py export --ckpt "$out/p4_m2u_gp_st3k_s1/best.pt" --out checkpoints/p4_adda_usps.pt
+
+# 2026-12-02: stage-3 levers, one at a time against the shipped configurations (`p4_mn2m_strat_gptex_st8k`,
+# `p4_u2m_gptex_st3k_agree`): a 3x self-training learning rate, and a strong student view (--student-aug strong)
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_lrs3" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 250 --texture-mix 0.5 --lr-self 3e-4 --seed 0
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 8000 --eval-every 250 --texture-mix 0.5 --student-aug strong --seed 0
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo _s$s)
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_lrs3$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 250 --texture-mix 0.25 --pseudo agree --lr-self 3e-4 --seed $s
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_strong$sfx" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 3000 --eval-every 250 --texture-mix 0.25 --pseudo agree --student-aug strong --seed $s
+done

@@ -253,6 +253,20 @@ def test_diversity_bonus_spreads_a_collapsed_student(diversity, tmp_path):
         assert spread() > before + 0.2
 
 
+def test_self_training_learning_rate_schedule(tmp_path):
+    """--self-decay cosine: stage 3 starts at --lr-self, is at half of it halfway, ends near 0; none: constant."""
+    method = stage3_method(tmp_path, "--self-decay", "cosine", "--lr-self", "1e-3", "--selftrain-steps", "100",
+                           "--batch", "8")
+    start = method.adapt_end  # the first stage-3 step
+    assert method.self_lr(start) == pytest.approx(1e-3)
+    assert method.self_lr(start + 50) == pytest.approx(5e-4)
+    assert method.self_lr(start + 99) < 1e-6
+    method.update(start + 50)
+    assert method.opts["selftrain"].param_groups[0]["lr"] == pytest.approx(5e-4)
+    flat = stage3_method(tmp_path, "--lr-self", "1e-3", "--batch", "8")
+    assert flat.self_lr(flat.adapt_end + 99) == pytest.approx(1e-3)
+
+
 @pytest.mark.parametrize("student_aug", ["weak", "strong"])
 def test_student_view(student_aug, tmp_path, monkeypatch):
     """--student-aug strong: the student of stage 3 sees augment.strong_digits of the batch; weak: the stages' own."""
