@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--batch", type=int, default=128, help="per domain (report: 128)")
     t.add_argument("--lr", type=float, default=1e-3, help="stage 1 Adam learning rate (report: 2e-4)")
     t.add_argument("--lr-adapt", type=float, default=2e-4, help="stage 2 learning rate, encoder and critic")
-    t.add_argument("--lr-self", type=float, default=1e-4, help="stage 3 learning rate")
+    t.add_argument("--lr-self", type=float, default=3e-4, help="stage 3 learning rate")
     t.add_argument("--beta1", type=float, default=0.9, help="stage 1 Adam beta1 (report: 0.5; stage 2 uses 0.5)")
     t.add_argument("--encoder", choices=["lenet", "bn"], default="bn", help="report's LeNet or the BatchNorm one")
     t.add_argument("--no-input-norm", dest="input_norm", action="store_false",
@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
     t.add_argument("--self-decay", choices=["none", "cosine"], default="none",
                    help="stage 3 learning rate: constant, or annealed from --lr-self toward 0 (cosine)")
-    t.add_argument("--student-aug", choices=["weak", "strong"], default="weak",
+    t.add_argument("--student-aug", choices=["weak", "strong"], default="strong",
                    help="stage 3 student's view: the stages' augmentation, or it plus two RandAugment-style ops per "
                         "image (affine, blur, sharpen, noise, posterize, solarize, autocontrast)")
     t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
