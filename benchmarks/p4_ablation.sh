@@ -157,6 +157,9 @@ for s in 0 1 2; do
   done
 done
 
+# a single-seed probe: the new defaults with 5,000 self-training steps on usps->mnistm
+t --source usps --target mnistm --run-dir "$out/p4_u2m_strong_lrs3_st5k" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 5000 --eval-every 250 --texture-mix 0.25 --pseudo agree --student-aug strong --lr-self 3e-4 --seed 0
+
 # shipped (2026-12-02): of the default configuration's three seeds, the run whose chosen checkpoint has the highest
 # im-score (unlabelled target train images; the "im" of each run's metrics.json): seed 0 of usps->mnistm, seed 1 of
 # mnistm->usps. Before: p4_u2m_gptex_st3k_agree (seed 0) and p4_m2u_gp_st3k_s1.
