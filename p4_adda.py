@@ -36,6 +36,7 @@ from datasets import DeviceSampler, adaptation_data, check_domain, is_grey
 from digit_models import LeNetClassifier
 
 AUTO_TEXTURE_MIX = 0.25  # grey source, colour target (usps -> mnistm); it cost mnistm -> usps 0.05
+BEFORE_DEFAULTS = {"student_aug": "weak"}  # settings older run configs lack: what those runs used
 PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
          "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4,
          "beta1": 0.5}
@@ -113,6 +114,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def train(args: argparse.Namespace) -> None:
     run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
     resume = checkpoints.resume_args(args, run, KIND)  # with --resume the run's own settings win
+    for key, before in BEFORE_DEFAULTS.items():  # a run started before a default changed resumes as it began
+        if resume and key not in resume["config"]:
+            setattr(args, key, before)
     check_domain(args.source), check_domain(args.target)
     if args.source == args.target:
         raise UserError("--source and --target must differ")

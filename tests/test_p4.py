@@ -91,6 +91,23 @@ def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root,
                                                                             .read_text())
 
 
+def test_a_run_from_before_the_strong_view_resumes_as_it_began(demo_root, tmp_path):
+    """A run whose recorded config has no student_aug (started before --student-aug strong became the default)
+    resumes with the weak view it was trained with, to the same result as an uninterrupted weak-view run."""
+    args = ["p4_adda.py", "train", "--data", str(demo_root), "--source", "mnistm", "--target", "usps", *SHORT,
+            "--student-aug", "weak"]
+    run_cli(*args, "--run-dir", str(tmp_path / "full"), check=True)
+    part = tmp_path / "part"
+    run_cli(*args, "--run-dir", str(part), "--stop-at", "30", check=True)  # mid stage 2
+    ck = load(part / "last.pt")
+    del ck["config"]["student_aug"]
+    torch.save(ck, part / "last.pt")
+    run_cli("p4_adda.py", "train", "--source", "mnistm", "--target", "usps", "--run-dir", str(part), "--resume",
+            check=True)  # no --student-aug: the default
+    end, full = load(part / "last.pt"), load(tmp_path / "full" / "last.pt")
+    assert same(end["models"]["target_encoder"], full["models"]["target_encoder"])
+
+
 @pytest.mark.parametrize("source, target, share", [("usps", "mnistm", 0.25), ("mnistm", "usps", 0.0),
                                                   ("mnistm", "svhn", 0.0)])
 def test_texture_mix_auto_reads_the_domains(demo_root, tmp_path, source, target, share):
