@@ -138,12 +138,14 @@ def run_config(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in RUN_ONLY_ARGS}
 
 
-def resume_args(args, run: Path, kind: str, explicit_wins: tuple[str, ...] = ()) -> dict | None:
+def resume_args(args, run: Path, kind: str, explicit_wins: tuple[str, ...] = (), older: dict | None = None
+                ) -> dict | None:
     """With --resume: load <run>/last.pt, put its recorded config back into `args` and return the checkpoint (None
-    for a fresh run). A value given for --data (the data may have moved) or for a key of `explicit_wins` stays.
+    for a fresh run). A value given for --data (the data may have moved) or for a key of `explicit_wins` stays; a
+    key of `older` the recorded config lacks (the run began before that setting existed) takes its value there.
     Either way an unset --data ends as the run's own, else hw3_data."""
     ck = load_checkpoint(Path(run) / "last.pt", kind) if args.resume else None
-    for k, v in (ck["config"] if ck else {}).items():
+    for k, v in ({**(older or {}), **ck["config"]} if ck else {}).items():
         if k in (*RUN_ONLY_ARGS, "kind", "run_dir") or not hasattr(args, k):
             continue
         if k in ("data", *explicit_wins) and getattr(args, k) is not None:

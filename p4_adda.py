@@ -113,10 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def train(args: argparse.Namespace) -> None:
     run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
-    resume = checkpoints.resume_args(args, run, KIND)  # with --resume the run's own settings win
-    for key, before in BEFORE_DEFAULTS.items():  # a run started before a default changed resumes as it began
-        if resume and key not in resume["config"]:
-            setattr(args, key, before)
+    # with --resume the run's own settings win; a run from before a default changed resumes as it began
+    resume = checkpoints.resume_args(args, run, KIND, older=BEFORE_DEFAULTS)
     check_domain(args.source), check_domain(args.target)
     if args.source == args.target:
         raise UserError("--source and --target must differ")
