@@ -20,7 +20,7 @@ import loop
 from augment import DiffAugment, mirror, parse_policy
 from cli import UserError
 from datasets import DeviceSampler, load_faces
-from gan_models import Z_DIM, init_dcgan
+from gan_models import Z_DIM, init_dcgan, truncate
 
 DEFAULT_LR = 2e-4  # both Adam rates; --lr has no argparse default, so --resume can tell whether it was given
 
@@ -274,7 +274,8 @@ def generate_n(G: nn.Module, spec: GanSpec, n: int, seed: int, device: torch.dev
 def sample(args: argparse.Namespace, spec: GanSpec) -> None:
     """The graded figure from a fixed seed, or N single PNGs for metrics."""
     device = distributed.setup(args.device, args.seed).device
-    G, _ = load_generator(args.ckpt, spec, device)
+    G, ck = load_generator(args.ckpt, spec, device)
+    G = truncate(G, ck, args.truncation)
     if args.n is None:
         out = cli.check_output_file(args.out, (".jpg", ".jpeg", ".png"))
         with torch.inference_mode():
@@ -297,5 +298,7 @@ def export(args: argparse.Namespace, spec: GanSpec) -> None:
     checkpoints/ ships."""
     G, ck = load_generator(args.ckpt, spec, torch.device("cpu"))  # an average comes with its own BN statistics
     ck = {**ck, "models": {"G": G.state_dict()}}  # ship it as G
+    if args.truncation is not None:  # what sample and eval use unless told otherwise
+        ck["config"] = {**ck["config"], "truncation": args.truncation}
     out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")

@@ -14,6 +14,7 @@ import distributed
 import loop
 from course_files import list_images
 from gan import DEFAULT_LR, GanSpec, export, load_generator, sample, train
+from gan_models import truncate
 
 
 def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[str, argparse.ArgumentParser]:
@@ -68,11 +69,18 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     x = sub.add_parser("export", help="a run's generator as a small fp16 checkpoint to ship")
     x.add_argument("--ckpt", required=True, help="a run's last.pt")
     x.add_argument("--out", required=True)
+    for cmd, says in ((s, "default: the checkpoint's, else 1"), (e, "default: the checkpoint's, else 1"),
+                      (x, "recorded in the export for sample and eval; default: none")):
+        cmd.add_argument("--truncation", type=float, metavar="PSI",
+                         help=f"draw the noise with standard deviation PSI in (0, 1] ({says})")
     return {"train": t, "sample": s, "eval": e, "export": x}
 
 
 def run_command(args: argparse.Namespace, spec: GanSpec, evaluate: Callable[[argparse.Namespace], None]) -> None:
     """Dispatch a parsed command line: train / sample / export here, eval to the script's own `evaluate`."""
+    psi = getattr(args, "truncation", None)
+    if psi is not None and not 0 < psi <= 1:
+        raise cli.UserError(f"--truncation must be in (0, 1], got {psi}")
     if args.cmd == "train":
         train(args, spec, attr=getattr(args, "attr", None))
     elif args.cmd == "sample":
@@ -103,7 +111,7 @@ def prepare_eval(args: argparse.Namespace, spec: GanSpec) -> tuple[list[Path], l
     real, floor = check_eval_args(args)
     device = distributed.setup(args.device).device
     G, ck = load_generator(args.ckpt, spec, device)
-    return real, floor, device, G, ck
+    return real, floor, device, truncate(G, ck, args.truncation), ck
 
 
 def report(args: argparse.Namespace, metrics: dict) -> None:

@@ -170,3 +170,24 @@ class ACGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net(x)
         return self.real_fake(h).flatten(), self.attribute(h)
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+class Truncated(nn.Module):
+    """A generator fed noise of standard deviation psi <= 1 (the truncation trick): fewer samples from the tails of
+    the noise, where a generator has learnt least, for a little less variety."""
+
+    def __init__(self, G: nn.Module, psi: float):
+        super().__init__()
+        self.G, self.psi = G, psi
+
+    def forward(self, z: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        return self.G(self.psi * z, *rest)
+
+
+def truncate(G: nn.Module, ck: dict, psi: float | None) -> nn.Module:
+    """G for sampling at the truncation psi: the command line's, else the one the export recorded, else 1 (none)."""
+    psi = ck["config"].get("truncation", 1.0) if psi is None else psi
+    return G if psi == 1 else Truncated(G, psi)

@@ -33,6 +33,7 @@ from gan_models import (
     ConditionalDCGANGenerator,
     DCGANDiscriminator,
     DCGANGenerator,
+    Truncated,
     init_dcgan,
     load_dcgan_into_conditional,
 )
@@ -187,6 +188,43 @@ def test_sample_is_deterministic_and_sized(shipped, tmp_path):
         module.main(["sample", "--ckpt", ck, "--n", "3", "--out", str(tmp_path / name / "many")])
         files = sorted((tmp_path / name / "many").iterdir())
         assert len(files) == 3 and Image.open(files[0]).size == (64, 64)
+
+
+def test_truncated_generator_by_hand():
+    """Truncated feeds G the noise scaled by psi and passes the attribute through untouched."""
+    seen = []
+
+    class Echo(nn.Module):
+        def forward(self, z, *rest):
+            seen.append((z, rest))
+            return z.sum(1)
+
+    z, y = torch.randn(4, Z_DIM), torch.tensor([0, 1, 1, 0])
+    assert torch.allclose(Truncated(Echo(), 0.5)(z), 0.5 * z.sum(1))
+    Truncated(Echo(), 0.7)(z, y)
+    assert torch.equal(seen[-1][0], 0.7 * z) and torch.equal(seen[-1][1][0], y)
+    G = DCGANGenerator().eval()
+    assert torch.equal(Truncated(G, 0.8)(z), G(0.8 * z))
+
+
+def test_export_records_truncation_for_sample_and_eval(shipped, tmp_path, monkeypatch, capsys):
+    """An export made with --truncation samples at it; --truncation on sample overrides it; bad values fail."""
+    for module, name in ((p1_dcgan, "p1_dcgan"), (p2_acgan, "p2_acgan")):
+        plain, cut = str(shipped / "ckpt" / f"{name}.pt"), str(tmp_path / f"{name}_psi.pt")
+        module.main(["export", "--ckpt", str(shipped / name / "last.pt"), "--out", cut, "--truncation", "0.5"])
+        assert torch.load(cut, weights_only=True)["config"]["truncation"] == 0.5
+        figs = {}
+        for tag, ck, extra in (("plain", plain, []), ("cut", cut, []), ("asked", plain, ["--truncation", "0.5"]),
+                               ("undone", cut, ["--truncation", "1"])):
+            module.main(["sample", "--ckpt", ck, "--out", str(tmp_path / name / f"{tag}.png"), *extra])
+            figs[tag] = np.asarray(Image.open(tmp_path / name / f"{tag}.png"))
+        assert np.array_equal(figs["cut"], figs["asked"]) and np.array_equal(figs["plain"], figs["undone"])
+        assert not np.array_equal(figs["plain"], figs["cut"])
+        for bad in ("0", "1.5", "-0.2"):
+            r = in_process(module, ["sample", "--ckpt", plain, "--out", str(tmp_path / "x.png"), "--truncation",
+                                    bad], monkeypatch, capsys)
+            assert_clean_error(r, "--truncation")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_hw3_p1p2_end_to_end(shipped, tmp_path, monkeypatch):
