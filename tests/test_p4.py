@@ -9,12 +9,13 @@ import subprocess
 
 import pytest
 import torch
-from conftest import ROOT, assert_clean_error, run_cli
+from conftest import ROOT, assert_clean_error, run_cli, run_main
 
 import adda
 import checkpoints
 import distributed
 import evaluation
+import p4_adda
 
 SHORT = ["--pretrain-steps", "20", "--adapt-steps", "20", "--selftrain-steps", "10", "--batch", "32",
          "--eval-every", "10", "--log-every", "5", "--device", "cpu"]
@@ -22,6 +23,12 @@ SHORT = ["--pretrain-steps", "20", "--adapt-steps", "20", "--selftrain-steps", "
 
 def load(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(*args: str) -> None:
+    """p4_adda.py train in this process (the runs that must succeed; the resume checks compare their files)."""
+    r = run_main(p4_adda.main, "train", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
 
 
 def same(a: dict, b: dict) -> bool:
@@ -39,8 +46,6 @@ def adapted(demo_root, tmp_path_factory):
 
 
 def test_optimizers_own_only_their_stage():
-    import p4_adda
-
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm"])
     nets, opts = adda.build(vars(a), distributed.Dist(0, 1, torch.device("cpu")))
     ids = lambda *names: {id(p) for n in names for p in nets[n].parameters()}  # noqa: E731
@@ -52,7 +57,6 @@ def test_optimizers_own_only_their_stage():
 
 
 def test_plain_is_the_report_adda():
-    import p4_adda
     from digit_models import LeNetEncoder
 
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--plain"])
@@ -70,17 +74,17 @@ def test_adaptation_beats_source_only(adapted):
 
 @pytest.mark.parametrize("pseudo", ["teacher", "centroid"])
 def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root, tmp_path, pseudo):
-    args = ["p4_adda.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", *SHORT,
+    args = ["--data", str(demo_root), "--source", "usps", "--target", "mnistm", *SHORT,
             "--texture-mix", "0.5", "--pseudo", pseudo]
-    run_cli(*args, "--run-dir", str(tmp_path / "full"), check=True)
+    train(*args, "--run-dir", str(tmp_path / "full"))
     part = tmp_path / "part"
-    run_cli(*args, "--run-dir", str(part), "--stop-at", "20", check=True)  # the end of stage 1
+    train(*args, "--run-dir", str(part), "--stop-at", "20")  # the end of stage 1
     at_p = load(part / "last.pt")
     assert at_p["step"] == 20
     assert same(at_p["models"]["target_encoder"], at_p["models"]["source_encoder"])
-    run_cli(*args, "--run-dir", str(part), "--resume", "--stop-at", "33", check=True)  # mid stage 2
-    run_cli(*args, "--run-dir", str(part), "--resume", "--stop-at", "45", check=True)  # mid stage 3
-    run_cli(*args, "--run-dir", str(part), "--resume", check=True)
+    train(*args, "--run-dir", str(part), "--resume", "--stop-at", "33")  # mid stage 2
+    train(*args, "--run-dir", str(part), "--resume", "--stop-at", "45")  # mid stage 3
+    train(*args, "--run-dir", str(part), "--resume")
     end, full = load(part / "last.pt"), load(tmp_path / "full" / "last.pt")
     for k in ("source_encoder", "classifier"):
         assert same(end["models"][k], at_p["models"][k]), f"{k} changed after stage 1"
@@ -94,16 +98,15 @@ def test_stage2_freezes_source_and_starts_from_it_and_resume_is_exact(demo_root,
 def test_a_run_from_before_the_strong_view_resumes_as_it_began(demo_root, tmp_path):
     """A run whose recorded config has no student_aug (started before --student-aug strong became the default)
     resumes with the weak view it was trained with, to the same result as an uninterrupted weak-view run."""
-    args = ["p4_adda.py", "train", "--data", str(demo_root), "--source", "mnistm", "--target", "usps", *SHORT,
+    args = ["--data", str(demo_root), "--source", "mnistm", "--target", "usps", *SHORT,
             "--student-aug", "weak"]
-    run_cli(*args, "--run-dir", str(tmp_path / "full"), check=True)
+    train(*args, "--run-dir", str(tmp_path / "full"))
     part = tmp_path / "part"
-    run_cli(*args, "--run-dir", str(part), "--stop-at", "30", check=True)  # mid stage 2
+    train(*args, "--run-dir", str(part), "--stop-at", "30")  # mid stage 2
     ck = load(part / "last.pt")
     del ck["config"]["student_aug"]
     torch.save(ck, part / "last.pt")
-    run_cli("p4_adda.py", "train", "--source", "mnistm", "--target", "usps", "--run-dir", str(part), "--resume",
-            check=True)  # no --student-aug: the default
+    train("--source", "mnistm", "--target", "usps", "--run-dir", str(part), "--resume")  # no --student-aug: the default
     end, full = load(part / "last.pt"), load(tmp_path / "full" / "last.pt")
     assert same(end["models"]["target_encoder"], full["models"]["target_encoder"])
 
@@ -128,8 +131,6 @@ def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
     assert all(v.dtype != torch.float32 for sd in shipped["models"].values() for v in sd.values())
     assert (ckdir / "p4_adda_mnistm.json").is_file()
 
-    import p4_adda
-
     src, enc, cls, ck = p4_adda.load_encoders(str(adapted / "best.pt"), "cpu")
     assert not (src.training or enc.training or cls.training) and ck["config"]["kind"] == "p4_adda"
 
@@ -150,21 +151,21 @@ def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
 
 
 def test_bad_inputs(demo_root, adapted, tmp_path):
-    assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "kmnist", "--target",
-                               "mnistm", "--run-dir", str(tmp_path / "r")), "kmnist")
-    assert_clean_error(run_cli("p4_adda.py", "predict", "--ckpt", str(adapted / "best.pt"), "--images",
-                               str(tmp_path / "nope"), "--out", str(tmp_path / "p.csv")), "not found")
+    assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "kmnist", "--target",
+                                "mnistm", "--run-dir", str(tmp_path / "r")), "kmnist")
+    assert_clean_error(run_main(p4_adda.main, "predict", "--ckpt", str(adapted / "best.pt"), "--images",
+                                str(tmp_path / "nope"), "--out", str(tmp_path / "p.csv")), "not found")
     p3 = tmp_path / "p3.pt"
     checkpoints.save_checkpoint(p3, {"config": {"kind": "p3_dann"}, "models": {"dann": {}}})
-    assert_clean_error(run_cli("p4_adda.py", "predict", "--ckpt", str(p3), "--images", str(demo_root), "--out",
-                               str(tmp_path / "p.csv")), "p3_dann")
-    assert_clean_error(run_cli("p4_adda.py", "eval", "--ckpt", str(adapted / "best.pt"), "--data", str(demo_root),
-                               "--domain", "nope"), "nope")
-    assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(tmp_path), "--source", "usps", "--target",
-                               "mnistm", "--run-dir", str(tmp_path / "r")), "usps")
+    assert_clean_error(run_main(p4_adda.main, "predict", "--ckpt", str(p3), "--images", str(demo_root), "--out",
+                                str(tmp_path / "p.csv")), "p3_dann")
+    assert_clean_error(run_main(p4_adda.main, "eval", "--ckpt", str(adapted / "best.pt"), "--data", str(demo_root),
+                                "--domain", "nope"), "nope")
+    assert_clean_error(run_main(p4_adda.main, "train", "--data", str(tmp_path), "--source", "usps", "--target",
+                                "mnistm", "--run-dir", str(tmp_path / "r")), "usps")
     for bad in ("1.5", "-0.1", "some"):
-        assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "usps", "--target",
-                                   "mnistm", "--run-dir", str(tmp_path / "r"), "--texture-mix", bad), "--texture-mix")
+        assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "usps", "--target",
+                                    "mnistm", "--run-dir", str(tmp_path / "r"), "--texture-mix", bad), "--texture-mix")
     assert not (tmp_path / "r").exists()
 
 
@@ -201,7 +202,6 @@ def test_gradient_penalty_of_a_linear_critic():
 def stage3_method(tmp_path, *flags: str, seed: int | None = None) -> adda.ADDAMethod:
     """An ADDA method (CPU) whose next step is its first of stage 3 (1 pretrain step, no adaptation), on 64 random
     target images (also its selection images); `seed` seeds the networks' init."""
-    import p4_adda
     from datasets import DeviceSampler, ImageSet
 
     args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--pretrain-steps", "1",
@@ -355,8 +355,6 @@ def test_agree_keeps_the_teachers_labels_its_centroids_agree_with(tmp_path):
 
 def test_encoder_width_is_recorded_and_loads_back(demo_root, tmp_path):
     """--width C1 C2 builds the bn encoder with those channels; eval rebuilds it from the run's config."""
-    import p4_adda
-
     run = tmp_path / "w"
     run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run-dir",
             str(run), *SHORT, "--width", "8", "16", check=True)
@@ -365,5 +363,5 @@ def test_encoder_width_is_recorded_and_loads_back(demo_root, tmp_path):
     assert ck["config"]["width"] == [8, 16] and [c.out_channels for c in convs] == [8, 16]
     r = run_cli("p4_adda.py", "eval", "--ckpt", str(run / "best.pt"), "--data", str(demo_root), "--domain", "mnistm")
     assert r.returncode == 0 and "accuracy" in r.stdout
-    assert_clean_error(run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target",
-                               "mnistm", "--run-dir", str(tmp_path / "bad"), "--width", "0", "16"), "--width")
+    assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "mnist", "--target",
+                                "mnistm", "--run-dir", str(tmp_path / "bad"), "--width", "0", "16"), "--width")
