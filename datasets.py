@@ -25,6 +25,15 @@ def check_domain(name: str) -> str:
     return name
 
 
+def check_pair(source: str | None, target: str | None) -> None:
+    """A train command's --source and --target: both given (a --resume restores the run's own), known, different."""
+    if source is None or target is None:
+        raise UserError("train needs --source and --target (with --resume, a --run-dir whose run has them)")
+    check_domain(source), check_domain(target)
+    if source == target:
+        raise UserError("--source and --target must differ")
+
+
 @dataclass
 class ImageSet:
     """Decoded images (uint8, N x 3 x H x W), their file names, and labels (N,) or attributes, if any."""

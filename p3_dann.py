@@ -22,7 +22,7 @@ import evaluation
 import loop
 from augment import augment_digits
 from cli import UserError
-from datasets import DeviceSampler, ImageSet, adaptation_data, check_domain
+from datasets import DeviceSampler, ImageSet, adaptation_data, check_pair
 from digit_models import DANN, dann_coeff
 
 KIND = "p3_dann"
@@ -36,8 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train source-only, DANN or target-only")
     t.add_argument("--data", help="root of the course layout (default hw3_data, or the run's own with --resume)")
-    t.add_argument("--source", required=True)
-    t.add_argument("--target", required=True)
+    t.add_argument("--source", help="source domain (required, except with --resume: the run's own)")
+    t.add_argument("--target", help="target domain (required, except with --resume: the run's own)")
     t.add_argument("--mode", choices=["source", "dann", "target"], default="dann")
     t.add_argument("--run-dir", help="run folder (default runs/p3/<mode>_<source>2<target>)")
     t.add_argument("--source-test", action="store_true", help="source / dann: also train on the source's labelled "
@@ -192,11 +192,11 @@ class DANNMethod:
 
 
 def train(args: argparse.Namespace) -> None:
+    if not args.run_dir:  # the default folder is named after the pair
+        check_pair(args.source, args.target)
     run = Path(args.run_dir or f"runs/p3/{args.mode}_{args.source}2{args.target}")
     resume = checkpoints.resume_args(args, run, KIND)
-    check_domain(args.source), check_domain(args.target)
-    if args.source == args.target:
-        raise UserError("--source and --target must differ")
+    check_pair(args.source, args.target)
     if args.grl_delay < 0 or args.grl_ramp < 0:
         raise UserError("--grl-delay and --grl-ramp must be >= 0")
     if args.source_test and args.mode == "target":

@@ -32,7 +32,7 @@ import evaluation
 import loop
 from adda import KIND, ADDAMethod, build, make_encoder
 from cli import UserError
-from datasets import DeviceSampler, adaptation_data, check_domain, is_grey
+from datasets import DeviceSampler, adaptation_data, check_pair, is_grey
 from digit_models import LeNetClassifier
 
 AUTO_TEXTURE_MIX = 0.25  # grey source, colour target (usps -> mnistm); it cost mnistm -> usps 0.05
@@ -57,8 +57,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="pretrain on source, adapt a target encoder, self-train it")
     t.add_argument("--data", help="root of the course layout (default hw3_data, or the run's own with --resume)")
-    t.add_argument("--source", required=True)
-    t.add_argument("--target", required=True)
+    t.add_argument("--source", help="source domain (required, except with --resume: the run's own)")
+    t.add_argument("--target", help="target domain (required, except with --resume: the run's own)")
     t.add_argument("--run-dir", help="run folder (default runs/p4/<source>2<target>)")
     t.add_argument("--source-test", action="store_true", help="also train on the source's labelled test/ split "
                    "(never scored here; the mnist data's train/ holds no 9s, its test/ only 9s)")
@@ -112,12 +112,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def train(args: argparse.Namespace) -> None:
+    if not args.run_dir:  # the default folder is named after the pair
+        check_pair(args.source, args.target)
     run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
     # with --resume the run's own settings win; a run from before a default changed resumes as it began
     resume = checkpoints.resume_args(args, run, KIND, older=BEFORE_DEFAULTS)
-    check_domain(args.source), check_domain(args.target)
-    if args.source == args.target:
-        raise UserError("--source and --target must differ")
+    check_pair(args.source, args.target)
     if args.pretrain_steps < 1 or args.adapt_steps < 0 or args.selftrain_steps < 0:
         raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
     if min(args.width) < 1:

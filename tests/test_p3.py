@@ -93,8 +93,8 @@ def test_exact_resume(demo_root, tmp_path):
             "--steps", "40", *FAST]
     run_cli("p3_dann.py", *args, "--run-dir", str(tmp_path / "full"), check=True)
     run_cli("p3_dann.py", *args, "--run-dir", str(tmp_path / "split"), "--stop-at", "15", check=True)
-    r = run_cli("p3_dann.py", "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm",
-                "--run-dir", str(tmp_path / "split"), "--resume", check=True)
+    r = run_cli("p3_dann.py", "train", "--data", str(demo_root), "--run-dir", str(tmp_path / "split"), "--resume",
+                check=True)  # the run's own --source, --target and settings
     assert "dann usps->mnistm" in r.stdout
     a, b = (torch.load(tmp_path / x / "last.pt", weights_only=True)["models"]["dann"] for x in ("full", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -114,6 +114,8 @@ def test_hw3_eval_hand_case(tmp_path):
 def test_bad_inputs(dann_run, demo_root, tmp_path):
     train = ["train", "--data", str(demo_root), "--steps", "2", "--run-dir", str(tmp_path / "r")]
     assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "mnist-m"), "unknown domain")
+    assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist"), "--target")
+    assert_clean_error(run_main(p3_dann.main, "train", "--target", "usps"), "--source")  # no --run-dir either
     assert_clean_error(run_main(p3_dann.main, *train, "--source", "mnist", "--target", "usps", "--mode", "target",
                                 "--source-test"), "--source-test is for")  # would train on the scored split
     assert_clean_error(run_main(p3_dann.main, "train", "--data", str(tmp_path / "nowhere"), "--source", "mnist",

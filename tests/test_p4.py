@@ -106,7 +106,7 @@ def test_a_run_from_before_the_strong_view_resumes_as_it_began(demo_root, tmp_pa
     ck = load(part / "last.pt")
     del ck["config"]["student_aug"]
     torch.save(ck, part / "last.pt")
-    train("--source", "mnistm", "--target", "usps", "--run-dir", str(part), "--resume")  # no --student-aug: the default
+    train("--run-dir", str(part), "--resume")  # no --student-aug (the default), no --source / --target (the run's)
     end, full = load(part / "last.pt"), load(tmp_path / "full" / "last.pt")
     assert same(end["models"]["target_encoder"], full["models"]["target_encoder"])
 
@@ -166,6 +166,9 @@ def test_bad_inputs(demo_root, adapted, tmp_path):
     for bad in ("1.5", "-0.1", "some"):
         assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "usps", "--target",
                                     "mnistm", "--run-dir", str(tmp_path / "r"), "--texture-mix", bad), "--texture-mix")
+    assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--target", "mnistm", "--run-dir",
+                                str(tmp_path / "r")), "--source")
+    assert_clean_error(run_main(p4_adda.main, "train", "--source", "usps"), "--target")  # no --run-dir either
     assert not (tmp_path / "r").exists()
 
 
