@@ -165,6 +165,12 @@ for s in 0 1 2; do
   t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st12k$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --texture-mix 0.5 --student-aug strong --lr-self 3e-4 --seed $s
 done
 
+# single-seed probes: 8,000 self-training steps on usps->mnistm; the stage-3 confidence threshold on mnist->mnistm
+t --source usps --target mnistm --run-dir "$out/p4_u2m_strong_lrs3_st8k" --pretrain-steps 1000 --adapt-steps 1500 --selftrain-steps 8000 --eval-every 250 --texture-mix 0.25 --pseudo agree --student-aug strong --lr-self 3e-4 --seed 0
+for th in 0.8 0.95; do
+  t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st12k_th$th" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --texture-mix 0.5 --student-aug strong --lr-self 3e-4 --threshold $th --seed 0
+done
+
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 0 of the 5,000-step runs
 # (2026-12-02, later; before: p4_u2m_strong_lrs3, and before that p4_u2m_gptex_st3k_agree); mnistm->usps: seed 1 of
