@@ -177,7 +177,7 @@ class ACGANDiscriminator(nn.Module):
 
 class Truncated(nn.Module):
     """A generator fed noise of standard deviation psi <= 1 (the truncation trick): fewer samples from the tails of
-    the noise, where a generator has learnt least, for a little less variety."""
+    the noise, where a generator has learnt least, for a little less variety. psi = 1 leaves the noise as it is."""
 
     def __init__(self, G: nn.Module, psi: float):
         super().__init__()
@@ -187,7 +187,6 @@ class Truncated(nn.Module):
         return self.G(self.psi * z, *rest)
 
 
-def truncate(G: nn.Module, ck: dict, psi: float | None) -> nn.Module:
+def truncate(G: nn.Module, ck: dict, psi: float | None) -> Truncated:
     """G for sampling at the truncation psi: the command line's, else the one the export recorded, else 1 (none)."""
-    psi = ck["config"].get("truncation", 1.0) if psi is None else psi
-    return G if psi == 1 else Truncated(G, psi)
+    return Truncated(G, ck["config"].get("truncation", 1.0) if psi is None else psi)

@@ -91,7 +91,7 @@ def evaluate(args: argparse.Namespace) -> None:
     """FID of --n generated faces against the real folder."""
     real, floor, device, G, ck = gan_cli.prepare_eval(args, SPEC)
     fake, _ = gan.generate_n(G, SPEC, args.n, args.seed, device)
-    gan_cli.report(args, {"checkpoint_step": ck["step"], "truncation": getattr(G, "psi", 1.0),
+    gan_cli.report(args, {"checkpoint_step": ck["step"], "truncation": G.psi,
                           **fid.fid_metrics(fake, real, device, floor)})
 
 

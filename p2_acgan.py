@@ -154,7 +154,7 @@ def evaluate(args: argparse.Namespace) -> None:
             offs.append(gan.to_uint8(off)), ons.append(gan.to_uint8(on))
     off, on = torch.cat(offs), torch.cat(ons)  # uint8 (M, 3, 64, 64) each
     p_off, p_on = attribute_judge.judge(judge, off, device), attribute_judge.judge(judge, on, device)
-    metrics = {"checkpoint_step": ck["step"], "truncation": getattr(G, "psi", 1.0), "attr": attr,
+    metrics = {"checkpoint_step": ck["step"], "truncation": G.psi, "attr": attr,
                "attr_acc": round(((p_off == 0).float().mean().item() + (p_on == 1).float().mean().item()) / 2, 4),
                "attr_acc_off": round((p_off == 0).float().mean().item(), 4),
                "attr_acc_on": round((p_on == 1).float().mean().item(), 4),

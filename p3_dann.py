@@ -192,11 +192,10 @@ class DANNMethod:
 
 
 def train(args: argparse.Namespace) -> None:
-    if not args.run_dir:  # the default folder is named after the pair
+    if not (args.resume and args.run_dir):  # else the run's own pair, checked when it began
         check_pair(args.source, args.target)
     run = Path(args.run_dir or f"runs/p3/{args.mode}_{args.source}2{args.target}")
     resume = checkpoints.resume_args(args, run, KIND)
-    check_pair(args.source, args.target)
     if args.grl_delay < 0 or args.grl_ramp < 0:
         raise UserError("--grl-delay and --grl-ramp must be >= 0")
     if args.source_test and args.mode == "target":

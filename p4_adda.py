@@ -112,12 +112,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def train(args: argparse.Namespace) -> None:
-    if not args.run_dir:  # the default folder is named after the pair
+    if not (args.resume and args.run_dir):  # else the run's own pair, checked when it began
         check_pair(args.source, args.target)
     run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
     # with --resume the run's own settings win; a run from before a default changed resumes as it began
     resume = checkpoints.resume_args(args, run, KIND, older=BEFORE_DEFAULTS)
-    check_pair(args.source, args.target)
     if args.pretrain_steps < 1 or args.adapt_steps < 0 or args.selftrain_steps < 0:
         raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
     if min(args.width) < 1:
