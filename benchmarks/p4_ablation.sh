@@ -171,6 +171,18 @@ for th in 0.8 0.95; do
   t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st12k_th$th" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --texture-mix 0.5 --student-aug strong --lr-self 3e-4 --threshold $th --seed 0
 done
 
+# single-seed probes of the un-ablated levers on mnist->mnistm, 12,000 self-training steps, seed 0 (2026-12-02, last
+# round): a slower teacher (--ema 0.999; default 0.99), random rescaling (--zoom), the auto texture share (0.25) in
+# place of 0.5; then the 0.25 share on seeds 1 and 2
+for lever in "ema999 --ema 0.999 --texture-mix 0.5" "zoom --zoom --texture-mix 0.5" "tex025 --texture-mix 0.25"; do
+  name=${lever%% *}; flags=${lever#* }
+  # shellcheck disable=SC2086
+  t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st12k_$name" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --student-aug strong --lr-self 3e-4 $flags --seed 0
+done
+for s in 1 2; do
+  t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st12k_tex025_s$s" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --student-aug strong --lr-self 3e-4 --texture-mix 0.25 --seed $s
+done
+
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 0 of the 5,000-step runs
 # (2026-12-02, later; before: p4_u2m_strong_lrs3, and before that p4_u2m_gptex_st3k_agree); mnistm->usps: seed 1 of
