@@ -21,12 +21,14 @@ import fid  # noqa: E402
 import gan  # noqa: E402
 import p1_dcgan  # noqa: E402
 from course_files import list_images  # noqa: E402
+from datasets import to_unit  # noqa: E402
+from gan_models import truncate  # noqa: E402
 
 
 @torch.inference_mode()
 def d_logits(D: torch.nn.Module, images: torch.Tensor, batch: int) -> torch.Tensor:
     """D's logit for every uint8 image (N, 3, 64, 64), in batches of `batch`."""
-    x = images.float() / 127.5 - 1  # (N, 3, 64, 64) in [-1, 1]
+    x = to_unit(images)  # (N, 3, 64, 64) in [-1, 1]
     return torch.cat([D(x[i:i + batch]) for i in range(0, len(x), batch)]).float()
 
 
@@ -39,13 +41,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--truncation", type=float, default=1.0, help="noise scaled by PSI")
     args = p.parse_args()
+    if not 1 <= args.n <= args.pool:
+        p.error("need 1 <= --n <= --pool")
     device = torch.device("cpu")
     G, ck = gan.load_generator(args.ckpt, p1_dcgan.SPEC, device)
     D = p1_dcgan.SPEC.build_d(ck["config"])
     checkpoints.load_state(D, checkpoints.float_state(ck["models"]["D"]), "discriminator")
-    z = torch.randn(args.pool, gan.Z_DIM, generator=torch.Generator().manual_seed(args.seed))  # (pool, 100)
-    with torch.inference_mode():
-        images = torch.cat([gan.to_uint8(G(args.truncation * z[i:i + 500])) for i in range(0, args.pool, 500)])
+    images, _ = gan.generate_n(truncate(G, ck, args.truncation), p1_dcgan.SPEC, args.pool, args.seed, device)
     logits = {"eval": d_logits(D.eval(), images, 500), "train": d_logits(copy.deepcopy(D).train(), images, 64)}
     print(f"step {ck['step']}: correlation of the eval- and train-mode logits "
           f"{np.corrcoef(logits['eval'].numpy(), logits['train'].numpy())[0, 1]:.3f}; mean D(G(z)) "
@@ -56,7 +58,7 @@ def main() -> None:
     n = args.n
     print(f"no selection (the first {n}): FID {fid.frechet_distance(feats[:n], real):.2f}")
     for mode, logit in logits.items():
-        for m in sorted({n * 5 // 4, n * 3 // 2, args.pool}):
+        for m in sorted({min(n * 5 // 4, args.pool), min(n * 3 // 2, args.pool), args.pool}):
             top = torch.topk(logit[:m], n).indices.numpy()
             print(f"{mode}: the top {n} of {m}: FID {fid.frechet_distance(feats[top], real):.2f}")
         rng = torch.Generator().manual_seed(args.seed + 1)
