@@ -183,6 +183,22 @@ for s in 1 2; do
   t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st12k_tex025_s$s" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --student-aug strong --lr-self 3e-4 --texture-mix 0.25 --seed $s
 done
 
+# 2026-12-02 (next session): the last un-ablated levers on mnist->mnistm, seed 0, against the 0.25-share defaults above
+# (p4_mn2m_strong_lrs3_st12k_tex025): no critic label smoothing (--smooth 0; default 0.1), the teacher's BatchNorm
+# statistics from the clean batch it labels (--teacher-bn clean); then prediction with the teacher and with
+# re-estimated BatchNorm statistics, measured on the finished runs:
+#   python benchmarks/p4_bn_eval.py --data "$data" "$out"/p4_mn2m_strong_lrs3_st12k_tex025_{smooth0,tbn}
+for lever in "smooth0 --smooth 0" "tbn --teacher-bn clean"; do
+  name=${lever%% *}; flags=${lever#* }
+  # shellcheck disable=SC2086
+  t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st12k_tex025_$name" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --student-aug strong --lr-self 3e-4 --texture-mix 0.25 $flags --seed 0
+done
+# a 6x self-training rate (--lr-self 6e-4; 3x was worth +0.009 on this pair), seeds 0 and 1 (seed 2 not run yet)
+for s in 0 1; do
+  sfx=$([ $s = 0 ] || echo "_s$s")
+  t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs6_st12k_tex025$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 12000 --eval-every 250 --student-aug strong --lr-self 6e-4 --texture-mix 0.25 --seed $s
+done
+
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 0 of the 5,000-step runs
 # (2026-12-02, later; before: p4_u2m_strong_lrs3, and before that p4_u2m_gptex_st3k_agree); mnistm->usps: seed 1 of
