@@ -38,6 +38,9 @@ def main() -> None:
     p.add_argument("runs", nargs="+", help="P4 run folders (with best.pt and last.pt)")
     p.add_argument("--data", default="hw3_data")
     args = p.parse_args()
+    missing = [str(Path(r) / f) for r in args.runs for f in ("best.pt", "last.pt") if not (Path(r) / f).is_file()]
+    if missing:
+        p.error(f"no such checkpoint: {', '.join(missing)}")
     rows, cache = [], {}
     for run in map(Path, args.runs):
         best = checkpoints.load_checkpoint(run / "best.pt", KIND)
