@@ -19,9 +19,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import fid  # noqa: E402
 import gan  # noqa: E402
+import gan_cli  # noqa: E402
 import p1_dcgan  # noqa: E402
 import p2_acgan  # noqa: E402
-from course_files import list_images  # noqa: E402
 from gan_models import truncate  # noqa: E402
 
 SIZES = (250, 500, 1000)
@@ -49,17 +49,16 @@ def main() -> None:
     p.add_argument("--draws", type=int, default=20, help="random subsets per size below the full set")
     p.add_argument("--seed", type=int, default=1, help="the generator's noise (eval's default)")
     args = p.parse_args()
+    args.real, args.json, args.floor = None, None, True
+    test, floor_faces = gan_cli.check_eval_args(args)  # face/test, and eval's seeded floor sample of face/train
+    if len(test) < max(SIZES):
+        p.error(f"need {max(SIZES)} test faces, found {len(test)}")
     spec = (p1_dcgan if args.problem == "p1" else p2_acgan).SPEC
-    train = list_images(Path(args.data) / "face" / "train")
-    test = list_images(Path(args.data) / "face" / "test")
-    if len(train) < args.n or len(test) < max(SIZES):
-        p.error(f"need {args.n} training faces and {max(SIZES)} test faces")
     device = torch.device("cpu")
     G, ck = gan.load_generator(args.ckpt, spec, device)
     images, _ = gan.generate_n(truncate(G, ck, None), spec, args.n, args.seed, device)
     net = fid.Inception(device)
-    pick = np.random.default_rng(0).choice(len(train), args.n, replace=False)  # eval's floor set (its cache)
-    floor = fid.real_features([train[i] for i in sorted(pick)], net)
+    floor = fid.real_features(floor_faces, net)
     real = fid.real_features(test, net)
     fake = net.features(images, desc="inception generated")
     rng = np.random.default_rng(0)

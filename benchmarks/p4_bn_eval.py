@@ -18,19 +18,21 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import checkpoints  # noqa: E402
 import evaluation  # noqa: E402
-from adda import KIND, make_encoder  # noqa: E402
+from adda import make_encoder  # noqa: E402
 from datasets import ImageSet, load_digits  # noqa: E402
-from digit_models import LeNetClassifier  # noqa: E402
+from p4_adda import load_encoders  # noqa: E402
+
+CPU = torch.device("cpu")
 
 
 def scores(encoder: torch.nn.Module, classifier: torch.nn.Module, target_train: torch.Tensor,
            test: ImageSet) -> tuple[float, float]:
     """Dev-test accuracy with the stored BatchNorm statistics, and with statistics of the target train images."""
     classify = lambda x: classifier(encoder(x))  # noqa: E731
-    stored = evaluation.accuracy(classify, test.images, test.labels, torch.device("cpu"))
+    stored = evaluation.accuracy(classify, test.images, test.labels, CPU)
     adabn = copy.deepcopy(encoder)
-    evaluation.recompute_bn_stats(adabn, target_train, torch.device("cpu"))
-    return stored, evaluation.accuracy(lambda x: classifier(adabn(x)), test.images, test.labels, torch.device("cpu"))
+    evaluation.recompute_bn_stats(adabn, target_train, CPU)
+    return stored, evaluation.accuracy(lambda x: classifier(adabn(x)), test.images, test.labels, CPU)
 
 
 def main() -> None:
@@ -43,19 +45,16 @@ def main() -> None:
         p.error(f"no such checkpoint: {', '.join(missing)}")
     rows, cache = [], {}
     for run in map(Path, args.runs):
-        best = checkpoints.load_checkpoint(run / "best.pt", KIND)
-        last = checkpoints.load_checkpoint(run / "last.pt", KIND)
+        _, chosen, classifier, best = load_encoders(str(run / "best.pt"), CPU)
+        _, student, _, last = load_encoders(str(run / "last.pt"), CPU)  # the classifier is frozen after stage 1
+        teacher = make_encoder(last["config"])
+        checkpoints.load_state(teacher, last["models"]["teacher"], "teacher")
         target = best["config"]["target"]
         if target not in cache:
             cache[target] = (load_digits(args.data, target, "train").images, load_digits(args.data, target, "test"))
         target_train, test = cache[target]
-        row = {}
-        for name, ck, key in (("chosen", best, "target_encoder"), ("last student", last, "target_encoder"),
-                              ("last teacher", last, "teacher")):
-            encoder, classifier = make_encoder(ck["config"]), LeNetClassifier()
-            checkpoints.load_state(encoder, ck["models"][key], key)
-            checkpoints.load_state(classifier, ck["models"]["classifier"], "classifier")
-            row[name] = scores(encoder.float().eval(), classifier.float().eval(), target_train, test)
+        row = {name: scores(encoder, classifier, target_train, test) for name, encoder in
+               (("chosen", chosen), ("last student", student), ("last teacher", teacher.float().eval()))}
         rows.append(row)
         print(f"{run.name} (chosen step {best['step']}, last {last['step']}): " + "; ".join(
             f"{k} {a:.4f} -> {b:.4f}" for k, (a, b) in row.items()), flush=True)
