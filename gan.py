@@ -23,6 +23,7 @@ from datasets import DeviceSampler, load_faces
 from gan_models import Z_DIM, init_dcgan, truncate
 
 DEFAULT_LR = 2e-4  # both Adam rates; --lr has no argparse default, so --resume can tell whether it was given
+BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's BatchNorm statistics
 
 
 @dataclass
@@ -227,10 +228,11 @@ def load_generator(path: str | Path, spec: GanSpec, device: torch.device) -> tup
     return G, ck
 
 
-def recalibrate_batchnorm(G: nn.Module, spec: GanSpec, device: torch.device, batches: int = 100, batch: int = 64,
-                          seed: int = 0) -> nn.Module:
-    """Re-estimate G's BatchNorm running statistics for its own weights: the mean over `batches` noise batches in
-    train mode. An EMA generator needs it, its weights never produced the live generator's statistics."""
+def recalibrate_batchnorm(G: nn.Module, spec: GanSpec, device: torch.device, batches: int | None = None,
+                          batch: int = 64, seed: int = 0) -> nn.Module:
+    """Re-estimate G's BatchNorm running statistics for its own weights: the mean over `batches` (BN_BATCHES)
+    noise batches in train mode. An EMA generator needs it, its weights never produced the live generator's."""
+    batches = BN_BATCHES if batches is None else batches
     rng = torch.Generator().manual_seed(seed)
 
     def forward_batches() -> None:

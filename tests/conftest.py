@@ -11,7 +11,19 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-torch.set_num_threads(2)
+# Two threads per test process; one under pytest-xdist (`-n 2`), whose workers already fill the cores.
+THREADS = 1 if "PYTEST_XDIST_WORKER" in os.environ else 2
+torch.set_num_threads(THREADS)
+SHARED_RUNS = {"shipped", "dann_run", "adapted"}  # module fixtures that train a model for several tests
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`--dist loadgroup`), the tests sharing one trained run go to one worker, which trains it
+    once."""
+    for item in items:
+        for name in SHARED_RUNS.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(name))
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -36,15 +48,16 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = False, timeout: f
         cmd = [sys.executable, str(ROOT / cmd[0]), *cmd[1:]]
     elif cmd[0].endswith(".sh"):
         cmd = ["bash", str(ROOT / cmd[0]), *cmd[1:]]
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "PYTHONWARNINGS": "ignore", **(extra_env or {})}
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONWARNINGS": "ignore", **(extra_env or {})}
     r = subprocess.run(cmd, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     return r
 
 
-def run_main(main, *args: str) -> subprocess.CompletedProcess:
-    """Call a script's main(argv) in this process the way cli_main would; stdout/stderr captured."""
+def run_main(main, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Call a script's main(argv) in this process the way cli_main would; stdout/stderr captured. Cheaper than
+    run_cli (no Python start, no torch import): for everything that does not test the process itself."""
     import contextlib
     import io
 
@@ -57,6 +70,8 @@ def run_main(main, *args: str) -> subprocess.CompletedProcess:
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
+    if check and code != 0:
+        raise AssertionError(f"{args} failed ({code}):\n{out.getvalue()}\n{err.getvalue()}")
     return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 

@@ -28,11 +28,11 @@ FAST = ["--batch", "32", "--eval-every", "20", "--log-every", "10"]
 
 @pytest.fixture(scope="module")
 def dann_run(demo_root, tmp_path_factory):
-    """A short DANN run mnist -> usps on demo digits."""
+    """A short DANN run mnist -> usps on demo digits (60 steps: target 0.88, source validation 0.87)."""
     run = tmp_path_factory.mktemp("p3") / "dann"
-    run_cli("p3_dann.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps",
-            "--mode", "dann", "--steps", "120", "--batch", "64", "--eval-every", "60", "--run-dir", str(run),
-            check=True)
+    run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps",
+             "--mode", "dann", "--steps", "60", "--batch", "64", "--eval-every", "30", "--run-dir", str(run),
+             check=True)
     return run
 
 
@@ -58,8 +58,8 @@ def test_dann_learns_and_records_its_run(dann_run):
 def test_predict_one_row_per_image_in_name_order(dann_run, demo_root, tmp_path):
     out = tmp_path / "pred.csv"
     images = demo_root / "digits" / "usps" / "test"
-    run_cli("p3_dann.py", "predict", "--ckpt", str(dann_run / "best.pt"), "--images", str(images),
-            "--out", str(out), check=True)
+    run_main(p3_dann.main, "predict", "--ckpt", str(dann_run / "best.pt"), "--images", str(images),
+             "--out", str(out), check=True)
     lines = out.read_text().splitlines()
     assert lines[0] == "image_name,label"
     names = [ln.split(",")[0] for ln in lines[1:]]
@@ -71,8 +71,8 @@ def test_predict_one_row_per_image_in_name_order(dann_run, demo_root, tmp_path):
 
 def test_wrapper_end_to_end_from_another_cwd(dann_run, demo_root, tmp_path):
     ckdir = tmp_path / "ck"
-    r = run_cli("p3_dann.py", "export", "--ckpt", str(dann_run / "best.pt"), "--out", str(ckdir / "p3_dann_usps.pt"),
-                check=True)
+    r = run_main(p3_dann.main, "export", "--ckpt", str(dann_run / "best.pt"), "--out",
+                 str(ckdir / "p3_dann_usps.pt"), check=True)
     assert (ckdir / "p3_dann_usps.json").is_file(), r.stdout
     shipped = torch.load(ckdir / "p3_dann_usps.pt", weights_only=True)["models"]["dann"]
     assert shipped and not any(k.startswith("domain_classifier.") for k in shipped)  # training-only head left out
@@ -91,10 +91,10 @@ def test_wrapper_end_to_end_from_another_cwd(dann_run, demo_root, tmp_path):
 def test_exact_resume(demo_root, tmp_path):
     args = ["train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", "--mode", "dann",
             "--steps", "40", *FAST]
-    run_cli("p3_dann.py", *args, "--run-dir", str(tmp_path / "full"), check=True)
-    run_cli("p3_dann.py", *args, "--run-dir", str(tmp_path / "split"), "--stop-at", "15", check=True)
-    r = run_cli("p3_dann.py", "train", "--data", str(demo_root), "--run-dir", str(tmp_path / "split"), "--resume",
-                check=True)  # the run's own --source, --target and settings
+    run_main(p3_dann.main, *args, "--run-dir", str(tmp_path / "full"), check=True)
+    run_main(p3_dann.main, *args, "--run-dir", str(tmp_path / "split"), "--stop-at", "15", check=True)
+    r = run_main(p3_dann.main, "train", "--data", str(demo_root), "--run-dir", str(tmp_path / "split"), "--resume",
+                 check=True)  # the run's own --source, --target and settings
     assert "dann usps->mnistm" in r.stdout
     a, b = (torch.load(tmp_path / x / "last.pt", weights_only=True)["models"]["dann"] for x in ("full", "split"))
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -259,12 +259,12 @@ def test_plain_is_the_report_configuration(demo_root, tmp_path):
 
 def test_dann_beats_source_only_on_a_domain_shift(demo_root, tmp_path):
     """Same (default) flags and seed: demo mnist (white strokes on black) -> demo mnistm (strokes cut into colour
-    textures). Aligning the features must beat source-only on the target (measured with the defaults: 0.67 vs 0.50
-    at seed 0, and 0.60 vs 0.40 / 0.55 vs 0.44 at seeds 1 / 2, at 200 steps)."""
+    textures). Aligning the features must beat source-only on the target (measured with the defaults at 100 steps:
+    0.54 vs 0.44 at seed 0, 0.53 vs 0.19 / 0.49 vs 0.39 at seeds 1 / 2; at 200 steps 0.67 vs 0.50 at seed 0)."""
     acc = {}
     for mode in ("source", "dann"):
         p3_dann.main(["train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--mode", mode,
-                      "--steps", "200", "--batch", "32", "--eval-every", "50", "--run-dir", str(tmp_path / mode)])
+                      "--steps", "100", "--batch", "32", "--eval-every", "50", "--run-dir", str(tmp_path / mode)])
         acc[mode] = json.loads((tmp_path / mode / "metrics.json").read_text())["target_test_acc"]
     assert acc["dann"] > acc["source"] + 0.05, acc
 

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import ROOT, assert_clean_error, run_cli, run_main
+from conftest import ROOT, THREADS, assert_clean_error, run_cli, run_main
 
 import adda
 import checkpoints
@@ -39,9 +39,9 @@ def same(a: dict, b: dict) -> bool:
 def adapted(demo_root, tmp_path_factory):
     """A short improved run mnist -> mnistm on the demo digits (its metrics and best.pt)."""
     run = tmp_path_factory.mktemp("p4") / "m2mm"
-    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run-dir",
-            str(run), "--pretrain-steps", "100", "--adapt-steps", "100", "--selftrain-steps", "100", "--batch", "64",
-            "--eval-every", "50", "--texture-mix", "0", "--device", "cpu", check=True)
+    run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm",
+             "--run-dir", str(run), "--pretrain-steps", "100", "--adapt-steps", "100", "--selftrain-steps", "100",
+             "--batch", "64", "--eval-every", "50", "--texture-mix", "0", "--device", "cpu", check=True)
     return run
 
 
@@ -116,16 +116,16 @@ def test_a_run_from_before_the_strong_view_resumes_as_it_began(demo_root, tmp_pa
 def test_texture_mix_auto_reads_the_domains(demo_root, tmp_path, source, target, share):
     """The default --texture-mix auto mixes only from a grey source into a colour target, and records the share."""
     run = tmp_path / "r"
-    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", source, "--target", target, "--run-dir",
-            str(run), "--pretrain-steps", "1", "--adapt-steps", "0", "--selftrain-steps", "0", "--batch", "8",
-            "--select-images", "16", "--device", "cpu", check=True)
+    run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", source, "--target", target,
+             "--run-dir", str(run), "--pretrain-steps", "1", "--adapt-steps", "0", "--selftrain-steps", "0",
+             "--batch", "8", "--select-images", "16", "--device", "cpu", check=True)
     assert json.loads((run / "config.json").read_text())["texture_mix"] == share
 
 
 def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
     ckdir = tmp_path / "ck"
-    run_cli("p4_adda.py", "export", "--ckpt", str(adapted / "best.pt"), "--out", str(ckdir / "p4_adda_mnistm.pt"),
-            check=True)
+    run_main(p4_adda.main, "export", "--ckpt", str(adapted / "best.pt"), "--out",
+             str(ckdir / "p4_adda_mnistm.pt"), check=True)
     shipped = load(ckdir / "p4_adda_mnistm.pt")
     assert set(shipped["models"]) == {"target_encoder", "classifier"}
     assert all(v.dtype != torch.float32 for sd in shipped["models"].values() for v in sd.values())
@@ -135,7 +135,7 @@ def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
     assert not (src.training or enc.training or cls.training) and ck["config"]["kind"] == "p4_adda"
 
     images = demo_root / "digits" / "mnistm" / "test"
-    env = {**os.environ, "HW3_CKPT_DIR": str(ckdir), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "HW3_CKPT_DIR": str(ckdir), "OMP_NUM_THREADS": str(THREADS)}
     r = subprocess.run(["bash", str(ROOT / "hw3_p4.sh"), str(images), "mnistm", "out/pred.csv"], cwd=tmp_path,
                        env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -359,12 +359,13 @@ def test_agree_keeps_the_teachers_labels_its_centroids_agree_with(tmp_path):
 def test_encoder_width_is_recorded_and_loads_back(demo_root, tmp_path):
     """--width C1 C2 builds the bn encoder with those channels; eval rebuilds it from the run's config."""
     run = tmp_path / "w"
-    run_cli("p4_adda.py", "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm", "--run-dir",
-            str(run), *SHORT, "--width", "8", "16", check=True)
+    run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm",
+             "--run-dir", str(run), *SHORT, "--width", "8", "16", check=True)
     _, enc, _, ck = p4_adda.load_encoders(str(run / "best.pt"), "cpu")
     convs = [m for m in enc.modules() if isinstance(m, torch.nn.Conv2d)]
     assert ck["config"]["width"] == [8, 16] and [c.out_channels for c in convs] == [8, 16]
-    r = run_cli("p4_adda.py", "eval", "--ckpt", str(run / "best.pt"), "--data", str(demo_root), "--domain", "mnistm")
+    r = run_main(p4_adda.main, "eval", "--ckpt", str(run / "best.pt"), "--data", str(demo_root), "--domain",
+                 "mnistm")
     assert r.returncode == 0 and "accuracy" in r.stdout
     assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "mnist", "--target",
                                 "mnistm", "--run-dir", str(tmp_path / "bad"), "--width", "0", "16"), "--width")

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, assert_clean_error, run_cli, run_main
+from conftest import ROOT, assert_clean_error, run_main
 
 import checkpoints
 import gan_losses
@@ -55,13 +55,24 @@ def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path, problem):
     assert "Traceback" not in err
     step = checkpoints.load_checkpoint(run / "last.pt", kind)["step"]
     assert step >= 1
-    r = run_cli(*cmd[1:], "--resume", "--stop-at", str(step + 3), check=True)  # both loops honour --stop-at
+    main = p3_dann.main if problem == "p3" else p1_dcgan.main
+    r = run_main(main, *cmd[2:], "--resume", "--stop-at", str(step + 3), check=True)  # both loops honour --stop-at
     assert checkpoints.load_checkpoint(run / "last.pt", kind)["step"] == step + 3, r.stdout
 
 
-@pytest.mark.parametrize("problem,delay", [("p3", 0.3), ("p3", 1.1), ("p3", 2.3), ("p1", 0.2), ("p1", 0.9),
-                                           ("p1", 2.1)])
-def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root, tmp_path, problem, delay):
+def wait_for_new(path, proc, after_ns: int, timeout=120):
+    """Wait until `path` is rewritten (its mtime passes `after_ns`) by the running `proc`."""
+    t0 = time.time()
+    while not path.exists() or path.stat().st_mtime_ns <= after_ns:
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() - t0 < timeout, "no new checkpoint appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("problem,delays", [("p3", (0.3, 1.1, 2.3)), ("p1", (0.2, 0.9, 2.1))])
+def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root, tmp_path, problem, delays):
+    """SIGKILL at three moments after a checkpoint write, the later two in runs resumed from the last kill: every
+    last.pt loads with its optimizers, and a final resume ends at the step it is asked for."""
     run = tmp_path / "run"
     if problem == "p3":
         cmd = train_cmd(demo_root, run)
@@ -69,21 +80,26 @@ def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root
     else:
         cmd = p1_cmd(demo_root, run)
     kind = {"p3": "p3_dann", "p1": "p1_dcgan"}[problem]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    wait_for(run / "last.pt", proc)
-    time.sleep(delay)
-    proc.kill()
-    proc.wait()
-    ck = checkpoints.load_checkpoint(run / "last.pt", kind)
-    assert ck["step"] >= 1 and "optimizers" in ck
-    step = ck["step"]
+    last, steps = run / "last.pt", []
+    for i, delay in enumerate(delays):
+        before = last.stat().st_mtime_ns if i else -1
+        proc = subprocess.Popen(cmd + (["--resume"] if i else []), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        wait_for_new(last, proc, before)  # this process is training and writing checkpoints
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        ck = checkpoints.load_checkpoint(last, kind)
+        assert ck["step"] >= 1 and "optimizers" in ck
+        steps.append(ck["step"])
+    assert steps == sorted(steps) and steps[-1] > steps[0], steps  # each resume went on from the last kill
+    step = steps[-1]
     if problem == "p3":
-        r = run_cli(*cmd[1:], "--resume", "--stop-at", str(step + 2))
+        r = run_main(p3_dann.main, *cmd[2:], "--resume", "--stop-at", str(step + 2))
     else:
-        r = run_cli(*p1_cmd(demo_root, run, steps=str(step + 2))[1:], "--resume")
+        r = run_main(p1_dcgan.main, *p1_cmd(demo_root, run, steps=str(step + 2))[2:], "--resume")
     assert r.returncode == 0, r.stderr
-    assert checkpoints.load_checkpoint(run / "last.pt", kind)["step"] == step + 2
+    assert checkpoints.load_checkpoint(last, kind)["step"] == step + 2
     if problem == "p1":  # an explicit --steps extends the run, and config.json says so
         assert json.loads((run / "config.json").read_text())["total_steps"] == step + 2
 
