@@ -23,12 +23,13 @@ def train_cmd(demo_root, run, steps="100000"):
             "--target", "usps", "--steps", steps, "--batch", "16", "--eval-every", "5", "--run-dir", str(run)]
 
 
-def wait_for(path, proc, timeout=120):
+def wait_for(path, proc, after_ns: int = -1, timeout=120):
+    """Wait until the running `proc` has written `path` (rewritten it, if its mtime must pass `after_ns`)."""
     t0 = time.time()
-    while not path.exists():
+    while not path.exists() or path.stat().st_mtime_ns <= after_ns:
         assert proc.poll() is None, proc.communicate()
         assert time.time() - t0 < timeout, "no checkpoint appeared"
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 def p1_cmd(demo_root, run, steps="100000"):
@@ -60,15 +61,6 @@ def test_ctrl_c_checkpoints_and_exits_130(demo_root, tmp_path, problem):
     assert checkpoints.load_checkpoint(run / "last.pt", kind)["step"] == step + 3, r.stdout
 
 
-def wait_for_new(path, proc, after_ns: int, timeout=120):
-    """Wait until `path` is rewritten (its mtime passes `after_ns`) by the running `proc`."""
-    t0 = time.time()
-    while not path.exists() or path.stat().st_mtime_ns <= after_ns:
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() - t0 < timeout, "no new checkpoint appeared"
-        time.sleep(0.05)
-
-
 @pytest.mark.parametrize("problem,delays", [("p3", (0.3, 1.1, 2.3)), ("p1", (0.2, 0.9, 2.1))])
 def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root, tmp_path, problem, delays):
     """SIGKILL at three moments after a checkpoint write, the later two in runs resumed from the last kill: every
@@ -85,7 +77,7 @@ def test_sigkill_never_leaves_a_broken_checkpoint_and_resume_continues(demo_root
         before = last.stat().st_mtime_ns if i else -1
         proc = subprocess.Popen(cmd + (["--resume"] if i else []), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
-        wait_for_new(last, proc, before)  # this process is training and writing checkpoints
+        wait_for(last, proc, before)  # this process is training and writing checkpoints
         time.sleep(delay)
         proc.kill()
         proc.wait()
