@@ -57,22 +57,22 @@ def make_nets(G: nn.Module, D: nn.Module) -> gan.Nets:
                     torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999)))
 
 
-@pytest.fixture(autouse=True)
-def few_bn_batches(monkeypatch):
-    """Re-estimate an average generator's BatchNorm statistics from 2 noise batches, not 100 (the same code)."""
-    monkeypatch.setattr(gan, "BN_BATCHES", 2)
+@pytest.fixture(autouse=True, scope="module")
+def few_bn_batches():
+    """Re-estimate an average generator's BatchNorm statistics from 2 noise batches, not 100 (the same code); module
+    scope, so the module fixtures below get it too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(gan, "BN_BATCHES", 2)
+        yield
 
 
 @pytest.fixture(scope="module")
 def shipped(demo_root, tmp_path_factory) -> Path:
     """Tiny trained runs of both GANs on demo faces, exported like checkpoints/ (p1_dcgan.pt, p2_acgan.pt)."""
     base = tmp_path_factory.mktemp("gan")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(gan, "BN_BATCHES", 2)
-        for module, name in ((p1_dcgan, "p1_dcgan"), (p2_acgan, "p2_acgan")):
-            module.main(["train", "--data", str(demo_root), "--run-dir", str(base / name), *TINY])
-            module.main(["export", "--ckpt", str(base / name / "last.pt"), "--out",
-                         str(base / "ckpt" / f"{name}.pt")])
+    for module, name in ((p1_dcgan, "p1_dcgan"), (p2_acgan, "p2_acgan")):
+        module.main(["train", "--data", str(demo_root), "--run-dir", str(base / name), *TINY])
+        module.main(["export", "--ckpt", str(base / name / "last.pt"), "--out", str(base / "ckpt" / f"{name}.pt")])
     return base
 
 
