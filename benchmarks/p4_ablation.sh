@@ -208,6 +208,12 @@ for s in 0 1 2; do
   sfx=$([ $s = 0 ] || echo "_s$s")
   t --source mnist --target mnistm --run-dir "$out/p4_mn2m_strong_lrs3_st16k_tex025$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --student-aug strong --lr-self 3e-4 --texture-mix 0.25 --seed $s
 done
+# the same 16,000-step stage 3 on mnistm->usps, the shipped stage 1-2 lengths, seeds 0-2 (2026-12-02, fourth session):
+# can one stage-3 length serve every pair?
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo "_s$s")
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_strong_lrs3_st16k$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200 --seed $s
+done
 
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 0 of the 5,000-step runs
