@@ -211,13 +211,6 @@ for s in 0 1 2; do
   t --source mnistm --target usps --run-dir "$out/p4_m2u_strong_lrs3_st16k$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200 --seed $s
 done
 
-# shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
-# target train images; the "im" of each run's metrics.json). usps->mnistm: seed 0 of the 5,000-step runs
-# (2026-12-02, later; before: p4_u2m_strong_lrs3, and before that p4_u2m_gptex_st3k_agree); mnistm->usps: seed 1 of
-# the defaults (2026-12-02; before: p4_m2u_gp_st3k_s1).
-python p4_adda.py export --ckpt "$out/p4_u2m_strong_lrs3_st5k/best.pt" --out checkpoints/p4_adda_mnistm.pt
-python p4_adda.py export --ckpt "$out/p4_m2u_strong_lrs3_s1/best.pt" --out checkpoints/p4_adda_usps.pt
-
 # 2026-12-03: one configuration for every pair, the lengths of mnist->mnistm's 0.971 runs (1,000 / 1,000 / 16,000)
 # and no per-pair flag (so no --pseudo agree on usps->mnistm), seeds 0-2, six processes at once (2 h)
 for s in 0 1 2; do
@@ -225,3 +218,11 @@ for s in 0 1 2; do
   t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --seed $s
   t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --seed $s
 done
+
+# shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
+# target train images; the "im" of each run's metrics.json). usps->mnistm: seed 0 of the 5,000-step runs
+# (2026-12-02, later; before: p4_u2m_strong_lrs3, and before that p4_u2m_gptex_st3k_agree); mnistm->usps: seed 1 of
+# the defaults (2026-12-02; before: p4_m2u_gp_st3k_s1).
+python p4_adda.py export --ckpt "$out/p4_u2m_strong_lrs3_st5k/best.pt" --out checkpoints/p4_adda_mnistm.pt
+python p4_adda.py export --ckpt "$out/p4_m2u_strong_lrs3_s1/best.pt" --out checkpoints/p4_adda_usps.pt
+
