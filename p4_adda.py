@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--target", help="target domain (required, except with --resume: the run's own)")
     t.add_argument("--run-dir", help="run folder (default runs/p4/<source>2<target>)")
     t.add_argument("--source-test", action="store_true", help="also train on the source's labelled test/ split "
-                   "(never scored here; the mnist data's train/ holds no 9s, its test/ only 9s)")
+                   "(never scored here; needed by the mnist zip before its rebuild, whose train/ held no 9s)")
     t.add_argument("--plain", action="store_true", help="the report's ADDA: " + ", ".join(f"{k}={v}" for k, v in
                                                                                          PLAIN.items()))
     t.add_argument("--pretrain-steps", type=int, default=2000, help="stage 1 steps")

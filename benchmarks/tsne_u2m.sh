@@ -6,7 +6,7 @@
 # Usage: bash benchmarks/tsne_u2m.sh [DATA_ROOT] [RUNS_DIR] [P4_RUN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${1:-hw3_data}; runs=${2:-runs/p3}; p4=${3:-runs/exp/p4_u2m_strong_lrs3_st5k/best.pt}
+data=${1:-hw3_data}; runs=${2:-runs/p3}; p4=${3:-runs/exp/p4_u2m_one16k_s2/best.pt}
 rows="source dann p4"
 [ -f "$runs/source_u2m_s0/best.pt" ] && [ -f "$runs/dann_u2m_s0/best.pt" ] || rows="p4"
 for m in $rows; do
