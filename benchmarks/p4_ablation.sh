@@ -219,6 +219,14 @@ for s in 0 1 2; do
   t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --seed $s
 done
 
+# 2026-12-03, next session: mnistm->usps's stage 1-2 lengths (800 / 1,000) with the 16,000-step stage 3 on usps->mnistm
+# (that pair's own runs: p4_m2u_strong_lrs3_st16k above), seeds 0-2, and mnist->mnistm seed 0; four at once (1 h 30 min)
+for s in 0 1 2; do
+  sfx=$([ $s = 0 ] || echo "_s$s")
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_d16k$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200 --seed $s
+done
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_d16k" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200 --seed 0
+
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 2 of the 1,000 / 1,000 / 16,000-step
 # runs (2026-12-03; before: p4_u2m_strong_lrs3_st5k seed 0, p4_u2m_strong_lrs3, p4_u2m_gptex_st3k_agree);
