@@ -229,6 +229,9 @@ t --source mnist --target mnistm --run-dir "$out/p4_mn2m_d16k" --pretrain-steps 
 # probes: a gentler stage 2 (--lr-adapt 1e-4) under the 1,000 / 1,000 / 16,000-step configuration, single seeds to step 5,000
 t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_la1e-4_s1" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --lr-adapt 1e-4 --seed 1 --stop-at 5000
 t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k_la1e-4" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --lr-adapt 1e-4 --seed 0 --stop-at 5000
+# and the failed mnistm->usps seed with a stricter mask or a slower stage 3, to step 4,000
+t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_th0.95_s1" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --threshold 0.95 --seed 1 --stop-at 4000
+t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_ls1e-4_s1" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --lr-self 1e-4 --seed 1 --stop-at 4000
 
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 2 of the 1,000 / 1,000 / 16,000-step
