@@ -211,27 +211,31 @@ for s in 0 1 2; do
   t --source mnistm --target usps --run-dir "$out/p4_m2u_strong_lrs3_st16k$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200 --seed $s
 done
 
+# The two stage-length configurations compared on 2026-12-03 (the defaults otherwise):
+one16k=(--pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250)  # mnist->mnistm's 0.971 lengths
+d16k=(--pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200)     # mnistm->usps's shipped stage 1-2
+
 # 2026-12-03: one configuration for every pair, the lengths of mnist->mnistm's 0.971 runs (1,000 / 1,000 / 16,000)
 # and no per-pair flag (so no --pseudo agree on usps->mnistm), seeds 0-2, six processes at once (2 h)
 for s in 0 1 2; do
   sfx=$([ $s = 0 ] || echo "_s$s")
-  t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --seed $s
-  t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k$sfx" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --seed $s
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k$sfx" "${one16k[@]}" --seed $s
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k$sfx" "${one16k[@]}" --seed $s
 done
 
 # 2026-12-03, next session: mnistm->usps's stage 1-2 lengths (800 / 1,000) with the 16,000-step stage 3 on usps->mnistm
 # (that pair's own runs: p4_m2u_strong_lrs3_st16k above), seeds 0-2, and mnist->mnistm seed 0; four at once (1 h 30 min)
 for s in 0 1 2; do
   sfx=$([ $s = 0 ] || echo "_s$s")
-  t --source usps --target mnistm --run-dir "$out/p4_u2m_d16k$sfx" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200 --seed $s
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_d16k$sfx" "${d16k[@]}" --seed $s
 done
-t --source mnist --target mnistm --run-dir "$out/p4_mn2m_d16k" --pretrain-steps 800 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 200 --seed 0
+t --source mnist --target mnistm --run-dir "$out/p4_mn2m_d16k" "${d16k[@]}" --seed 0
 # probes: a gentler stage 2 (--lr-adapt 1e-4) under the 1,000 / 1,000 / 16,000-step configuration, single seeds to step 5,000
-t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_la1e-4_s1" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --lr-adapt 1e-4 --seed 1 --stop-at 5000
-t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k_la1e-4" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --lr-adapt 1e-4 --seed 0 --stop-at 5000
+t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_la1e-4_s1" "${one16k[@]}" --lr-adapt 1e-4 --seed 1 --stop-at 5000
+t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k_la1e-4" "${one16k[@]}" --lr-adapt 1e-4 --seed 0 --stop-at 5000
 # and the failed mnistm->usps seed with a stricter mask or a slower stage 3, to step 4,000
-t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_th0.95_s1" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --threshold 0.95 --seed 1 --stop-at 4000
-t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_ls1e-4_s1" --pretrain-steps 1000 --adapt-steps 1000 --selftrain-steps 16000 --eval-every 250 --lr-self 1e-4 --seed 1 --stop-at 4000
+t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_th0.95_s1" "${one16k[@]}" --threshold 0.95 --seed 1 --stop-at 4000
+t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_ls1e-4_s1" "${one16k[@]}" --lr-self 1e-4 --seed 1 --stop-at 4000
 
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 2 of the 1,000 / 1,000 / 16,000-step
@@ -239,4 +243,3 @@ t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_ls1e-4_s1" --pretr
 # mnistm->usps: seed 1 of the defaults (2026-12-02; before: p4_m2u_gp_st3k_s1).
 python p4_adda.py export --ckpt "$out/p4_u2m_one16k_s2/best.pt" --out checkpoints/p4_adda_mnistm.pt
 python p4_adda.py export --ckpt "$out/p4_m2u_strong_lrs3_s1/best.pt" --out checkpoints/p4_adda_usps.pt
-
