@@ -173,11 +173,19 @@ class ADDAMethod:
             logits = n["classifier"](n["target_encoder"](view)).float()
             loss = (F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()
         spread = evaluation.entropy(logits.softmax(1).mean(0))  # of the batch's mean prediction: low = one class
+        total, out = loss - args.diversity * spread, {"loss_self": loss.item(), "mask": mask.mean().item(),
+                                                       "spread": spread.item()}
+        if args.source_weight > 0:  # labelled source images through the same encoder keep its classes anchored
+            xs, ys = self.src.sample(args.batch)
+            xs = self.augment(texture_mix(xs, xt, self.rng, args.texture_mix) if args.texture_mix > 0 else xs)
+            with distributed.autocast(self.dist.device), evaluation.frozen_batchnorm_stats(n["target_encoder"]):
+                loss_src = F.cross_entropy(n["classifier"](n["target_encoder"](xs)).float(), ys)
+            total, out["loss_src"] = total + args.source_weight * loss_src, loss_src.item()
         self.opts["selftrain"].zero_grad(set_to_none=True)
-        (loss - args.diversity * spread).backward()
+        total.backward()
         self.opts["selftrain"].step()
         ema_update(n["teacher"], n["target_encoder"], args.ema, buffers=not clean_bn)
-        return {"loss_self": loss.item(), "mask": mask.mean().item(), "spread": spread.item()}
+        return out
 
     def after_step(self, step: int) -> None:
         """At a stage boundary: the target encoder starts as the source encoder; the teacher as the chosen one."""

@@ -3,9 +3,10 @@ a model without target labels."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -32,6 +33,21 @@ def predict_logits(model: Callable[[torch.Tensor], torch.Tensor], images: torch.
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """Every BatchNorm layer of `model`."""
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@contextlib.contextmanager
+def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
+    """Inside: train-mode BatchNorm layers normalise by the batch's statistics but leave their running ones as they
+    are (momentum 0), so a batch of another domain does not move what the model predicts with."""
+    norms = batchnorm_layers(model)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@ Three stages on one step counter:
   2. adapt      target encoder (a copy of the source encoder) against a feature critic; the source side is frozen;
   3. selftrain  target encoder, restarted from the checkpoint chosen so far, on confident, class-balanced
                 pseudo-labels of target images, consistent under augmentation (FixMatch / DIRT-T
-                spirit); --selftrain-steps 0 turns it off.
+                spirit), and with --source-weight on labelled source images too; --selftrain-steps 0 turns it off.
 
 Model selection never sees target labels: from the end of stage 1 on, the kept checkpoint is the one with the
 highest information-maximisation score H(mean p) - mean H(p) on unlabelled target *train* images.
@@ -98,6 +98,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "class centroids in feature space (SHOT), for every image; or the teacher's where they agree")
     t.add_argument("--diversity", type=float, default=0.0, help="stage 3 weight of the entropy of the batch's mean "
                    "prediction (a bonus: keeps the student from sinking every image into one class)")
+    t.add_argument("--source-weight", type=float, default=0.0, help="stage 3 weight of a classification loss on "
+                   "labelled source images through the target encoder (its BatchNorm statistics stay the target's)")
     t.add_argument("--teacher-bn", choices=["student", "clean"], default="student",
                    help="the teacher's BatchNorm statistics: averaged from the student's (gathered on augmented "
                         "views) or its own, of the clean batch it labels")

@@ -209,14 +209,16 @@ def stage3_method(tmp_path, *flags: str, seed: int | None = None) -> adda.ADDAMe
 
     args = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--pretrain-steps", "1",
                                "--adapt-steps", "0", *flags])
+    args.texture_mix = 0.0  # train() resolves "auto" from the data; these steps draw no texture
     dist = distributed.Dist(0, 1, torch.device("cpu"))
     if seed is not None:
         torch.manual_seed(seed)
     nets, opts = adda.build(vars(args), dist)
     images = torch.randint(0, 256, (64, 3, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    rng = torch.Generator().manual_seed(1)
-    tgt = DeviceSampler(ImageSet(images, [f"{i}.png" for i in range(64)]), dist.device, rng)
-    method = adda.ADDAMethod(args, nets, opts, tgt, tgt, {"select": images}, dist, rng, tmp_path)
+    names, rng = [f"{i}.png" for i in range(64)], torch.Generator().manual_seed(1)
+    src = DeviceSampler(ImageSet(images, names, torch.arange(64) % 10), dist.device, rng)  # the same, labelled
+    tgt = DeviceSampler(ImageSet(images, names), dist.device, rng)
+    method = adda.ADDAMethod(args, nets, opts, src, tgt, {"select": images}, dist, rng, tmp_path)
     method.set_modes(1)
     return method
 
@@ -285,6 +287,46 @@ def test_self_training_learning_rate_schedule(tmp_path):
     assert method.opts["selftrain"].param_groups[0]["lr"] == pytest.approx(5e-4)
     flat = stage3_method(tmp_path, "--lr-self", "1e-3", "--batch", "8")
     assert flat.self_lr(flat.adapt_end + 99) == pytest.approx(1e-3)
+
+
+def test_source_term_moves_the_encoder_but_not_its_batchnorm_statistics(tmp_path):
+    """--source-weight: the labelled source batch trains the target encoder in stage 3, but its BatchNorm running
+    statistics stay those of the target views (the same as a step without the source term)."""
+    steps = {}
+    for weight in ("0", "1"):
+        method = stage3_method(tmp_path, "--source-weight", weight, "--batch", "16", seed=0)
+        out = method.selftrain_step()
+        steps[weight] = (out, method.nets["target_encoder"].state_dict())
+    (out0, without), (out1, with_src) = steps["0"], steps["1"]
+    assert "loss_src" not in out0 and out1["loss_src"] > 0
+    stats = [k for k in without if "running_" in k]
+    assert stats and all(torch.equal(without[k], with_src[k]) for k in stats)
+    weights = [k for k in without if k.endswith("weight")]
+    assert not all(torch.equal(without[k], with_src[k]) for k in weights)
+
+
+def test_source_term_alone_learns_the_source_labels(tmp_path):
+    """With no confident pseudo-label (threshold above 1) the source term is stage 3's only loss, and it teaches the
+    target encoder the labelled source images (64 random images, 10 labels) well above chance."""
+    from datasets import to_unit
+
+    method = stage3_method(tmp_path, "--source-weight", "1", "--threshold", "1.01",
+                           "--no-augment", "--lr-self", "3e-3", "--batch", "64", seed=0)
+    images, labels = method.src.images, method.src.labels
+    nets = method.nets
+
+    def source_accuracy() -> float:
+        nets["target_encoder"].eval()
+        with torch.no_grad():
+            acc = (nets["classifier"](nets["target_encoder"](to_unit(images))).argmax(1) == labels).float().mean()
+        nets["target_encoder"].train()
+        return acc.item()
+
+    before = source_accuracy()
+    outs = [method.selftrain_step() for _ in range(40)]
+    assert all(o["mask"] == 0 for o in outs)
+    assert outs[-1]["loss_src"] < outs[0]["loss_src"] - 0.5
+    assert source_accuracy() > max(before, 0.1) + 0.3
 
 
 @pytest.mark.parametrize("student_aug", ["weak", "strong"])
