@@ -19,6 +19,7 @@ highest information-maximisation score H(mean p) - mean H(p) on unlabelled targe
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -103,6 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--teacher-bn", choices=["student", "clean"], default="student",
                    help="the teacher's BatchNorm statistics: averaged from the student's (gathered on augmented "
                         "views) or its own, of the clean batch it labels")
+    t.add_argument("--starts", type=int, default=1, help="K > 1: K runs (seeds K*seed ... K*seed+K-1) to "
+                   "--race-steps; the one with the highest im-score there goes on to the end in --run-dir")
+    t.add_argument("--race-steps", type=int, default=3000, help="with --starts: the step the starts are compared at")
     t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for selection")
     t.add_argument("--val-fraction", type=float, default=0.1, help="source training data held out (stage 1 log)")
     loop.add_run_args(t)
@@ -163,6 +167,52 @@ def train(args: argparse.Namespace) -> None:
           f"{best['target_test_acc']:.4f}  [{run}]")
 
 
+def last_im(run: Path, step: int) -> float:
+    """The im-score of a run's last evaluation at or before `step` (from its metrics.jsonl)."""
+    rows = [r for r in checkpoints.read_metrics(run / "metrics.jsonl") if "im" in r and r["step"] <= step]
+    if not rows:
+        raise UserError(f"{run} has no im-score up to step {step}; --race-steps must lie past stage 1")
+    return rows[-1]["im"]
+
+
+def race(args: argparse.Namespace, run: Path) -> None:
+    """--starts K: K runs to --race-steps in <run>/starts/seed<S>; the files of the one with the highest im-score
+    there move to <run>, which trains on to the end. <run>/starts.json records the race."""
+    record, fresh = run / "starts.json", args.overwrite and not args.resume
+    if not args.resume and (record.is_file() or (run / "last.pt").is_file()) and not args.overwrite:
+        raise UserError(f"{run} already holds a run; pass --resume to continue it or --overwrite to start again")
+    if fresh:
+        record.unlink(missing_ok=True)
+    if not record.is_file():
+        begun = sorted((run / "starts").glob("seed*/config.json"))
+        if args.resume and begun:  # the race's own settings, as its first start recorded them
+            recorded = json.loads(begun[0].read_text())
+            for k, v in recorded.items():
+                if hasattr(args, k) and k not in (*checkpoints.RUN_ONLY_ARGS, "run_dir", "seed", "data"):
+                    setattr(args, k, v)
+            args.seed, args.data = recorded["race_seed"], args.data or recorded["data"]
+        if args.race_steps <= args.pretrain_steps:
+            raise UserError("--race-steps must lie past stage 1 (--pretrain-steps)")
+        halt, scores = min(args.race_steps, args.stop_at or args.race_steps), {}
+        for seed in range(args.seed * args.starts, (args.seed + 1) * args.starts):
+            folder = run / "starts" / f"seed{seed}"
+            has = not fresh and (folder / "last.pt").is_file()
+            if not has or checkpoints.load_checkpoint(folder / "last.pt", KIND)["step"] < halt:
+                train(argparse.Namespace(**{**vars(args), "seed": seed, "race_seed": args.seed, "run_dir": str(folder),
+                                            "stop_at": halt, "resume": has}))
+            scores[seed] = last_im(folder, halt)
+        if halt < args.race_steps:
+            return
+        winner = max(scores, key=scores.get)
+        cli.write_json(record, {"race_steps": args.race_steps, "im_by_seed": scores, "winner_seed": winner})
+        print(f"starts: im-score at step {args.race_steps} by seed {scores}; seed {winner} goes on in {run}")
+    winner = json.loads(record.read_text())["winner_seed"]
+    for f in sorted((run / "starts" / f"seed{winner}").glob("*")):  # the winner's run folder becomes <run>
+        f.replace(run / f.name)
+    train(argparse.Namespace(**{**vars(args), "seed": winner, "race_seed": args.seed, "run_dir": str(run),
+                                "resume": True}))
+
+
 def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | None, nn.Module, nn.Module, dict]:
     """(source encoder, target encoder, classifier, checkpoint) of a P4 checkpoint, in eval mode.
     A shipped checkpoint holds no source encoder: it comes back as None."""
@@ -188,7 +238,10 @@ def classifier(path: str, device: torch.device) -> Callable[[torch.Tensor], torc
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.cmd in ("train", "export"):
+    run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}") if args.cmd == "train" else None
+    if run and (args.starts > 1 and not args.resume or args.resume and (run / "starts").is_dir()):
+        race(args, run)
+    elif args.cmd in ("train", "export"):
         {"train": train, "export": export}[args.cmd](args)
     else:
         evaluation.run_classifier_command(args, classifier)

@@ -237,6 +237,20 @@ t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k_la1e-4" "${one16k[
 t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_th0.95_s1" "${one16k[@]}" --threshold 0.95 --seed 1 --stop-at 4000
 t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_ls1e-4_s1" "${one16k[@]}" --lr-self 1e-4 --seed 1 --stop-at 4000
 
+# 2026-12-03, third session: a stage-3 source term (--source-weight 1) on the failed mnistm->usps seed and on usps->mnistm
+# seed 0, stopped at step 3,250 (by hand: killed at the evaluation after it; resume with --stop-at to go on)
+t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_sw1_s1" "${one16k[@]}" --source-weight 1 --seed 1 --stop-at 5000
+t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k_sw1" "${one16k[@]}" --source-weight 1 --seed 0 --stop-at 5000
+# and the race of three starts (--starts 3 --race-steps 3000 --seed s: seeds 3s..3s+2 to step 3,000, the highest
+# im-score there goes on). Run here as plain runs stopped at 3,000, then the winner resumed to the end, which gives
+# the same weights as the one command (tests/test_p4.py); race seed 0 is the runs above (seeds 0-2).
+for s in 3 4 5 6 7 8; do
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_one16k_s$s" "${one16k[@]}" --seed $s --stop-at 3000
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_one16k_s$s" "${one16k[@]}" --seed $s --stop-at 3000
+done
+# then, for each pair and race, the seed with the highest im at step 3,000 (benchmarks/p4_race.py prints them):
+# python p4_adda.py train --run-dir "$out/p4_m2u_one16k_sW" --resume
+
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 2 of the 1,000 / 1,000 / 16,000-step
 # runs (2026-12-03; before: p4_u2m_strong_lrs3_st5k seed 0, p4_u2m_strong_lrs3, p4_u2m_gptex_st3k_agree);

@@ -122,6 +122,34 @@ def test_texture_mix_auto_reads_the_domains(demo_root, tmp_path, source, target,
     assert json.loads((run / "config.json").read_text())["texture_mix"] == share
 
 
+def test_starts_race_keeps_the_highest_im_score_and_equals_its_plain_run(demo_root, tmp_path):
+    """--starts 2: both seeds train to --race-steps, the one with the higher im-score there moves to the run folder
+    and trains on, to the same weights as a plain run of its seed; a race stopped before its step resumes to the
+    same end."""
+    args = ["--data", str(demo_root), "--source", "usps", "--target", "mnistm", *SHORT, "--texture-mix", "0",
+            "--starts", "2", "--race-steps", "30"]
+    run, part = tmp_path / "race", tmp_path / "part"
+    train(*args, "--run-dir", str(run))
+    record = json.loads((run / "starts.json").read_text())
+    def im_at_30(folder) -> float:
+        return [r["im"] for r in checkpoints.read_metrics(folder / "metrics.jsonl") if r["step"] == 30 and "im" in r][0]
+
+    winner = record["winner_seed"]
+    assert not (run / "starts" / f"seed{winner}" / "last.pt").exists()  # the winner's files moved to the run folder
+    ims = {1 - winner: im_at_30(run / "starts" / f"seed{1 - winner}"), winner: im_at_30(run)}
+    assert record["im_by_seed"] == {str(k): v for k, v in ims.items()} and ims[winner] == max(ims.values())
+    assert load(run / "starts" / f"seed{1 - winner}" / "last.pt")["step"] == 30
+    end = load(run / "last.pt")
+    assert end["step"] == 50 and (run / "best.pt").is_file() and (run / "metrics.json").is_file()
+    plain = tmp_path / "plain"
+    train(*args[:-4], "--run-dir", str(plain), "--seed", str(winner))
+    assert all(same(end["models"][k], load(plain / "last.pt")["models"][k]) for k in end["models"])
+    train(*args, "--run-dir", str(part), "--stop-at", "25")
+    assert not (part / "starts.json").exists() and load(part / "starts" / "seed1" / "last.pt")["step"] == 25
+    train("--run-dir", str(part), "--resume")  # the race's settings are its own
+    assert all(same(end["models"][k], load(part / "last.pt")["models"][k]) for k in end["models"])
+
+
 def test_export_and_hw3_p4_end_to_end(adapted, demo_root, tmp_path):
     ckdir = tmp_path / "ck"
     run_main(p4_adda.main, "export", "--ckpt", str(adapted / "best.pt"), "--out",
