@@ -45,11 +45,12 @@ class Schedule:
     extra_state: dict = field(default_factory=dict)
 
 
-def add_run_args(parser: argparse.ArgumentParser, log_every: int = 50, evaluates: bool = True) -> None:
+def add_run_args(parser: argparse.ArgumentParser, log_every: int = 50, evaluates: bool = True,
+                 eval_every: int = 500) -> None:
     """The options every training script shares: logging (and evaluation) period, seed, device, precision, and the
     run-folder controls (--resume, --overwrite, --stop-at)."""
     if evaluates:
-        parser.add_argument("--eval-every", type=int, default=500)
+        parser.add_argument("--eval-every", type=int, default=eval_every)
     parser.add_argument("--log-every", type=int, default=log_every)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")

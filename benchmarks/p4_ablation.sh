@@ -254,6 +254,7 @@ done
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 2 of the 1,000 / 1,000 / 16,000-step
 # runs (2026-12-03; before: p4_u2m_strong_lrs3_st5k seed 0, p4_u2m_strong_lrs3, p4_u2m_gptex_st3k_agree);
-# mnistm->usps: seed 1 of the defaults (2026-12-02; before: p4_m2u_gp_st3k_s1).
+# mnistm->usps: the winner of the defaults' --seed 1 race, seed 5 (2026-12-03; before: p4_m2u_strong_lrs3_s1,
+# p4_m2u_gp_st3k_s1).
 python p4_adda.py export --ckpt "$out/p4_u2m_one16k_s2/best.pt" --out checkpoints/p4_adda_mnistm.pt
-python p4_adda.py export --ckpt "$out/p4_m2u_strong_lrs3_s1/best.pt" --out checkpoints/p4_adda_usps.pt
+python p4_adda.py export --ckpt "$out/p4_m2u_one16k_s5/best.pt" --out checkpoints/p4_adda_usps.pt

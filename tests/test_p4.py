@@ -18,7 +18,7 @@ import evaluation
 import p4_adda
 
 SHORT = ["--pretrain-steps", "20", "--adapt-steps", "20", "--selftrain-steps", "10", "--batch", "32",
-         "--eval-every", "10", "--log-every", "5", "--device", "cpu"]
+         "--eval-every", "10", "--log-every", "5", "--device", "cpu", "--starts", "1"]
 
 
 def load(path) -> dict:
@@ -41,7 +41,8 @@ def adapted(demo_root, tmp_path_factory):
     run = tmp_path_factory.mktemp("p4") / "m2mm"
     run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "mnistm",
              "--run-dir", str(run), "--pretrain-steps", "100", "--adapt-steps", "100", "--selftrain-steps", "100",
-             "--batch", "64", "--eval-every", "50", "--texture-mix", "0", "--device", "cpu", check=True)
+             "--batch", "64", "--eval-every", "50", "--texture-mix", "0", "--device", "cpu", "--starts", "1",
+             check=True)
     return run
 
 
@@ -61,6 +62,7 @@ def test_plain_is_the_report_adda():
 
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--plain"])
     assert (a.encoder, a.augment, a.selftrain_steps, a.lr, a.critic_hidden) == ("lenet", False, 0, 2e-4, 500)
+    assert a.starts == 1  # one run, no race
     assert isinstance(adda.make_encoder(vars(a)), LeNetEncoder)
 
 
@@ -118,7 +120,7 @@ def test_texture_mix_auto_reads_the_domains(demo_root, tmp_path, source, target,
     run = tmp_path / "r"
     run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", source, "--target", target,
              "--run-dir", str(run), "--pretrain-steps", "1", "--adapt-steps", "0", "--selftrain-steps", "0",
-             "--batch", "8", "--select-images", "16", "--device", "cpu", check=True)
+             "--batch", "8", "--select-images", "16", "--device", "cpu", "--starts", "1", check=True)
     assert json.loads((run / "config.json").read_text())["texture_mix"] == share
 
 
