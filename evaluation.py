@@ -36,33 +36,35 @@ def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
 
 
 @contextlib.contextmanager
-def frozen_batchnorm_stats(model: nn.Module) -> Iterator[None]:
-    """Inside: train-mode BatchNorm layers normalise by the batch's statistics but leave their running ones as they
-    are (momentum 0), so a batch of another domain does not move what the model predicts with."""
+def batchnorm_momentum(model: nn.Module, momentum: float | None) -> Iterator[list[nn.modules.batchnorm._BatchNorm]]:
+    """Inside: every BatchNorm layer of `model` (yielded) updates its running statistics with `momentum` (None: a
+    cumulative average; 0: not at all); their own momenta come back on exit."""
     norms = batchnorm_layers(model)
     momenta = [m.momentum for m in norms]
     for m in norms:
-        m.momentum = 0.0
+        m.momentum = momentum
     try:
-        yield
+        yield norms
     finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
+        for m, own in zip(norms, momenta):
+            m.momentum = own
+
+
+def frozen_batchnorm_stats(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Inside: train-mode BatchNorm layers normalise by the batch's statistics but leave their running ones as they
+    are (momentum 0), so a batch of another domain does not move what the model predicts with."""
+    return batchnorm_momentum(model, 0.0)
 
 
 @torch.no_grad()
 def reestimate_batchnorm(model: nn.Module, forward_batches: Callable[[], None]) -> None:
     """Reset every BatchNorm's running statistics and keep the cumulative average over the train-mode forward passes
     of `forward_batches()`; momenta restored, model left in eval mode."""
-    norms = batchnorm_layers(model)
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches
-    model.train()
-    forward_batches()
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
+    with batchnorm_momentum(model, None) as norms:  # a cumulative average over the batches
+        for m in norms:
+            m.reset_running_stats()
+        model.train()
+        forward_batches()
     model.eval()
 
 

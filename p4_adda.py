@@ -118,10 +118,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_folder(args: argparse.Namespace) -> Path:
+    """--run-dir, or runs/p4/<source>2<target>."""
+    return Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
+
+
 def train(args: argparse.Namespace) -> None:
     if not (args.resume and args.run_dir):  # else the run's own pair, checked when it began
         check_pair(args.source, args.target)
-    run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}")
+    run = run_folder(args)
     # with --resume the run's own settings win; a run from before a default changed resumes as it began
     resume = checkpoints.resume_args(args, run, KIND, older=BEFORE_DEFAULTS)
     if args.pretrain_steps < 1 or args.adapt_steps < 0 or args.selftrain_steps < 0:
@@ -239,7 +244,7 @@ def classifier(path: str, device: torch.device) -> Callable[[torch.Tensor], torc
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    run = Path(args.run_dir or f"runs/p4/{args.source}2{args.target}") if args.cmd == "train" else None
+    run = run_folder(args) if args.cmd == "train" else None
     if run and (args.starts > 1 and not args.resume or args.resume and (run / "starts").is_dir()):
         race(args, run)
     elif args.cmd in ("train", "export"):

@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from checkpoints import read_metrics  # noqa: E402
 
 
 def at_step(run: Path, step: int) -> dict | None:
     """The run's last evaluation at or before `step` (im-score and target accuracy), or None."""
-    path = run / "metrics.jsonl"
-    rows = [r for r in map(json.loads, path.read_text().splitlines()) if "im" in r and r["step"] <= step] \
-        if path.is_file() else []
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if "im" in r and r["step"] <= step]
     return rows[-1] if rows else None
 
 
@@ -35,7 +37,7 @@ def main() -> None:
         finals = []
         for race in range(args.races):
             seeds = range(race * args.starts, (race + 1) * args.starts)
-            runs = {s: args_root(args.root, name, s) for s in seeds}
+            runs = {s: run_folder(args.root, name, s) for s in seeds}
             rows = {s: at_step(r, args.race_steps) for s, r in runs.items()}
             if any(r is None or r["step"] < args.race_steps for r in rows.values()):
                 print(f"| {race} | not all starts at step {args.race_steps} yet | | |")
@@ -51,7 +53,8 @@ def main() -> None:
             print(f"mean +- std of the finished races: {statistics.mean(finals):.3f} +- {statistics.stdev(finals):.3f}")
 
 
-def args_root(root: str, name: str, seed: int) -> Path:
+def run_folder(root: str, name: str, seed: int) -> Path:
+    """benchmarks/p4_ablation.sh's folder of seed `seed`: <name>, <name>_s1, ..."""
     return Path(root) / (name if seed == 0 else f"{name}_s{seed}")
 
 
