@@ -88,6 +88,14 @@ class ADDAMethod:
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         return augment_digits(x, self.rng, self.args.zoom)
 
+    def source_view(self, xs: torch.Tensor, xt: torch.Tensor | None = None) -> torch.Tensor:
+        """What every stage trains on of a source batch: texture-mixed into target images (`xt`, or a batch drawn
+        only when mixing), then augmented, as the flags say."""
+        if self.args.texture_mix > 0:
+            xs = texture_mix(xs, self.tgt.sample(self.args.batch)[0] if xt is None else xt, self.rng,
+                             self.args.texture_mix)
+        return self.augment(xs) if self.args.augment else xs
+
     def self_lr(self, step: int) -> float:
         """Stage 3's learning rate at (0-based) `step`: --lr-self, or with --self-decay cosine annealed from it toward 0
         over the stage."""
@@ -109,10 +117,7 @@ class ADDAMethod:
     def pretrain_step(self) -> dict[str, float]:
         args, (src_enc, cls) = self.args, (self.nets["source_encoder"], self.nets["classifier"])
         xs, ys = self.src.sample(args.batch)
-        if args.texture_mix > 0:
-            xs = texture_mix(xs, self.tgt.sample(args.batch)[0], self.rng, args.texture_mix)
-        if args.augment:
-            xs = self.augment(xs)
+        xs = self.source_view(xs)
         with distributed.autocast(self.dist.device):
             logits = cls(src_enc(xs))
             loss = F.cross_entropy(logits, ys)
@@ -124,10 +129,9 @@ class ADDAMethod:
     def adapt_step(self) -> dict[str, float]:
         args, n = self.args, self.nets
         (xs, _), (xt, _) = self.src.sample(args.batch), self.tgt.sample(args.batch)
-        if args.texture_mix > 0:
-            xs = texture_mix(xs, xt, self.rng, args.texture_mix)
+        xs = self.source_view(xs, xt)
         if args.augment:
-            xs, xt = self.augment(xs), self.augment(xt)
+            xt = self.augment(xt)
         dom = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(self.dist.device)  # source 0, target 1
         with distributed.autocast(self.dist.device):
             with torch.no_grad():
@@ -177,7 +181,7 @@ class ADDAMethod:
                                                        "spread": spread.item()}
         if args.source_weight > 0:  # labelled source images through the same encoder keep its classes anchored
             xs, ys = self.src.sample(args.batch)
-            xs = self.augment(texture_mix(xs, xt, self.rng, args.texture_mix) if args.texture_mix > 0 else xs)
+            xs = self.source_view(xs, xt)
             with distributed.autocast(self.dist.device), evaluation.frozen_batchnorm_stats(n["target_encoder"]):
                 loss_src = F.cross_entropy(n["classifier"](n["target_encoder"](xs)).float(), ys)
             total, out["loss_src"] = total + args.source_weight * loss_src, loss_src.item()
