@@ -164,7 +164,7 @@ class ADDAMethod:
             features = n["teacher"](xt)  # (B, 500), the teacher's view: the clean image
             p = n["classifier"](features).float().softmax(1)
             self.pbar = 0.99 * self.pbar + 0.01 * p.mean(0)
-            p = p / self.pbar  # distribution alignment: rare predicted classes are boosted, labels stay balanced
+            p = p / self.pbar ** args.align  # distribution alignment: rare predicted classes boosted, labels balanced
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
             mask = (conf >= args.threshold).float()
             if args.pseudo != "teacher":  # the nearest class centroid (SHOT)

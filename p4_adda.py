@@ -98,6 +98,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--pseudo", choices=["teacher", "centroid", "agree"], default="teacher",
                    help="stage 3 pseudo-labels: the teacher's confident, balanced predictions; the nearest of its "
                         "class centroids in feature space (SHOT), for every image; or the teacher's where they agree")
+    t.add_argument("--align", type=float, default=1.0,
+                   help="stage 3: the teacher's predictions are divided by their running mean to this power before "
+                        "thresholding (distribution alignment, rare predicted classes boosted; 0: as they are)")
     t.add_argument("--diversity", type=float, default=0.0, help="stage 3 weight of the entropy of the batch's mean "
                    "prediction (a bonus: keeps the student from sinking every image into one class)")
     t.add_argument("--source-weight", type=float, default=0.0, help="stage 3 weight of a classification loss on "

@@ -251,6 +251,27 @@ done
 # then, for each pair and race, the seed with the highest im at step 3,000 (benchmarks/p4_race.py prints them):
 # python p4_adda.py train --run-dir "$out/p4_m2u_one16k_sW" --resume
 
+# 2026-12-03, fourth session: stage 3's distribution alignment (the teacher's predictions divided by their running
+# mean to the power --align before thresholding; 1 = the defaults). Single seeds with one start, to step 3,250
+# (benchmarks/p4_curves.py prints them): --align 0 on the two mnistm->usps seeds that lock in (1, 4), seed 0 and
+# usps->mnistm seed 0; --align 2 on the same two seeds, then on mnistm->usps seeds 0 and 2 and usps->mnistm 0 and 1.
+# (The --align 2 runs of seeds 1 and 4 came from a probe copy of the code, the same arithmetic; see docs/experiments.md.)
+for s in 0 1 4; do
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_al0_s$s" --starts 1 --align 0 --seed $s --stop-at 3250
+done
+t --source usps --target mnistm --run-dir "$out/p4_u2m_al0_s0" --starts 1 --align 0 --seed 0 --stop-at 3250
+for s in 1 4; do
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_alpow_s$s" --starts 1 --align 2 --seed $s --stop-at 3250
+done
+for s in 0 2; do
+  t --source mnistm --target usps --run-dir "$out/p4_m2u_al2_s$s" --starts 1 --align 2 --seed $s --stop-at 3250
+done
+for s in 0 1; do
+  t --source usps --target mnistm --run-dir "$out/p4_u2m_al2_s$s" --starts 1 --align 2 --seed $s --stop-at 3250
+done
+# then to the end (18,000 steps): mnistm->usps seed 1, usps->mnistm seeds 0 and 1
+# python p4_adda.py train --resume --run-dir "$out/p4_m2u_alpow_s1"   (and p4_u2m_al2_s0, p4_u2m_al2_s1)
+
 # shipped: of a configuration's three seeds, the run whose chosen checkpoint has the highest im-score (unlabelled
 # target train images; the "im" of each run's metrics.json). usps->mnistm: seed 2 of the 1,000 / 1,000 / 16,000-step
 # runs (2026-12-03; before: p4_u2m_strong_lrs3_st5k seed 0, p4_u2m_strong_lrs3, p4_u2m_gptex_st3k_agree);

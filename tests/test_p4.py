@@ -428,6 +428,29 @@ def test_agree_keeps_the_teachers_labels_its_centroids_agree_with(tmp_path):
     assert out["mask"] == pytest.approx(agree)
 
 
+@pytest.mark.parametrize("align", [0.0, 1.0, 2.0])
+def test_align_sets_which_confidence_is_thresholded(align, tmp_path):
+    """--align A thresholds the teacher's predictions divided by their running mean (here skewed toward class 0) to
+    the power A; the step's mask is checked against each power's, computed by hand on the same batch."""
+    import copy
+
+    method = stage3_method(tmp_path, "--align", str(align), "--batch", "32", seed=0)
+    args, nets, rng, tgt = method.args, method.nets, method.rng, method.tgt
+    teacher, state = copy.deepcopy(nets["teacher"]), rng.get_state()
+    xt, _ = tgt.sample(args.batch)  # the batch the step will label
+    rng.set_state(state)
+    with torch.no_grad():
+        p = nets["classifier"](teacher(xt)).softmax(1)
+    method.pbar = torch.tensor([0.5] + [0.5 / 9] * 9)
+    pbar = 0.99 * method.pbar + 0.01 * p.mean(0)
+    aligned = {a: p / pbar ** a for a in (0.0, 1.0, 2.0)}
+    conf = {a: (q / q.sum(1, keepdim=True)).max(1).values for a, q in aligned.items()}
+    args.threshold = conf[align].median().item()
+    masks = {a: (c >= args.threshold).float().mean().item() for a, c in conf.items()}
+    assert all(masks[a] != masks[align] for a in masks if a != align)  # a case where the power decides
+    assert method.update(1)["mask"] == pytest.approx(masks[align])
+
+
 def test_encoder_width_is_recorded_and_loads_back(demo_root, tmp_path):
     """--width C1 C2 builds the bn encoder with those channels; eval rebuilds it from the run's config."""
     run = tmp_path / "w"
