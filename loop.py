@@ -111,7 +111,7 @@ def run(method: Method, run_dir: Path, config: dict, rng: torch.Generator, plan:
                 checkpoint("last.pt")
             if stop.requested:
                 raise KeyboardInterrupt
-            if step == plan.stop_at:
+            if step == plan.stop_at and step < plan.steps:  # a stop at the last step is the run's end
                 checkpoint("last.pt")
                 if is_main:
                     print(f"stopped at step {step}; continue with --resume --run-dir {run_dir}")

@@ -88,6 +88,13 @@ def test_wrapper_end_to_end_from_another_cwd(dann_run, demo_root, tmp_path):
         del os.environ["HW3_CKPT_DIR"]
 
 
+def test_stop_at_the_last_step_finishes_the_run(demo_root, tmp_path):
+    """--stop-at at the run's own last step is its end: the run finishes (metrics.json) instead of asking to resume."""
+    r = run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", "--mode",
+                 "dann", "--steps", "10", *FAST, "--run-dir", str(tmp_path / "run"), "--stop-at", "10", check=True)
+    assert "stopped at" not in r.stdout and (tmp_path / "run" / "metrics.json").is_file()
+
+
 def test_exact_resume(demo_root, tmp_path):
     args = ["train", "--data", str(demo_root), "--source", "usps", "--target", "mnistm", "--mode", "dann",
             "--steps", "40", *FAST]
