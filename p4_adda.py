@@ -134,6 +134,8 @@ def train(args: argparse.Namespace) -> None:
     resume = checkpoints.resume_args(args, run, KIND, older=BEFORE_DEFAULTS)
     if args.pretrain_steps < 1 or args.adapt_steps < 0 or args.selftrain_steps < 0:
         raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
+    if args.align < 0:
+        raise UserError(f"--align must be >= 0 (0: no alignment), got {args.align}")
     if min(args.width) < 1:
         raise UserError(f"--width needs two channel counts >= 1, got {args.width}")
     if args.texture_mix != "auto":

@@ -196,6 +196,8 @@ def test_bad_inputs(demo_root, adapted, tmp_path):
     for bad in ("1.5", "-0.1", "some"):
         assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "usps", "--target",
                                     "mnistm", "--run-dir", str(tmp_path / "r"), "--texture-mix", bad), "--texture-mix")
+    assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--source", "usps", "--target",
+                                "mnistm", "--run-dir", str(tmp_path / "r"), "--align", "-1"), "--align")
     assert_clean_error(run_main(p4_adda.main, "train", "--data", str(demo_root), "--target", "mnistm", "--run-dir",
                                 str(tmp_path / "r")), "--source")
     assert_clean_error(run_main(p4_adda.main, "train", "--source", "usps"), "--target")  # no --run-dir either
