@@ -118,8 +118,13 @@ def load_faces(root: str | Path, split: str = "train", attr: str | None = None, 
     base = Path(root) / "face"
     if attr is None:  # unconditional GAN: every image of the folder, no CSV needed
         paths = list_images(base / split)
-        images, keep = decode_many(paths, FACE_SIZE, strict=False)
-        return ImageSet(images, [paths[i].name for i in keep])
+
+        def build() -> ImageSet:
+            images, keep = decode_many(paths, FACE_SIZE, strict=False)
+            return ImageSet(images, [paths[i].name for i in keep])
+
+        key = _cache_key(base / split, None, FACE_SIZE, f"faces:{len(paths)}")
+        return _cached(key, build) if use_cache else build()
     return load_labelled(base / split, base / f"{split}.csv", attr, FACE_SIZE, "attribute", use_cache)
 
 
@@ -178,21 +183,36 @@ def is_grey(images: torch.Tensor) -> bool:
 
 
 class DeviceSampler:
-    """Endless batches drawn by random index from a uint8 image tensor that lives on the training device."""
+    """Endless batches drawn by random index from a uint8 image tensor that lives on the training device; with a
+    second set (`extra`), each image of a batch comes from it with probability `share` (see `sample`)."""
 
-    def __init__(self, data: ImageSet, device: torch.device, generator: torch.Generator):
+    def __init__(self, data: ImageSet, device: torch.device, generator: torch.Generator,
+                 extra: ImageSet | None = None):
         self.images = data.images.to(device)
         self.labels = data.labels.to(device) if data.labels is not None else None
+        self.extra = extra.images.to(device) if extra is not None else None
+        self.extra_labels = extra.labels.to(device) if extra is not None and extra.labels is not None else None
         self.rng = generator
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def sample(self, batch: int, rank: int = 0, world: int = 1) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """All ranks draw the same global batch; each keeps its own disjoint slice. Images in [-1, 1]."""
+    def sample(self, batch: int, rank: int = 0, world: int = 1, share: float = 0.0
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """All ranks draw the same global batch; each keeps its own disjoint slice. Images in [-1, 1]. With
+        share > 0 each image comes from the extra set with that probability (share 0 draws exactly as without)."""
         idx = torch.randint(len(self.images), (batch,), generator=self.rng, device=self.rng.device)
         idx = idx.chunk(world)[rank].to(self.images.device)
-        return to_unit(self.images[idx]), (self.labels[idx] if self.labels is not None else None)
+        images, labels = self.images[idx], (self.labels[idx] if self.labels is not None else None)
+        if share > 0 and self.extra is not None:
+            pick = torch.rand(batch, generator=self.rng, device=self.rng.device) < share  # (B,) from extra
+            idx_x = torch.randint(len(self.extra), (batch,), generator=self.rng, device=self.rng.device)
+            device = self.images.device
+            pick, idx_x = pick.chunk(world)[rank].to(device), idx_x.chunk(world)[rank].to(device)
+            images = torch.where(pick[:, None, None, None], self.extra[idx_x], images)
+            if labels is not None:
+                labels = torch.where(pick, self.extra_labels[idx_x], labels)
+        return to_unit(images), labels
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

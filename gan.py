@@ -111,7 +111,9 @@ class GANMethod:
         for opt, lr in ((self.nets.opt_g, self.args.lr), (self.nets.opt_d, self.args.lr_d or self.args.lr)):
             for group in opt.param_groups:
                 group["lr"] = lr * factor
-        real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world)  # (B, 3, 64, 64)
+        until = self.args.extra_until
+        share = self.args.extra_share if until is None or step < until else 0.0  # then a finish on face/train
+        real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world, share)  # (B, 3, 64, 64)
         if self.args.xflip:
             real = mirror(real, self.rng, self.dist.rank, self.dist.world)
         self.nets.train_g = step >= self.args.d_warmup
@@ -160,12 +162,14 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     args.lr = DEFAULT_LR if args.lr is None else args.lr
     if args.report:
         args.diffaug, args.ema, args.loss, args.r1, args.lr_d, args.spectral_norm = "none", 0.0, "bce", 0.0, None, False
-        args.xflip, args.d_warmup = False, 0
+        args.xflip, args.d_warmup, args.extra_share, args.extra_until = False, 0, 0.0, None
         vars(args).update(spec.report_args)
     try:
         policy = parse_policy(args.diffaug)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if not 0 <= args.extra_share < 1:
+        raise UserError(f"--extra-share must be in [0, 1), got {args.extra_share}")
     if not 0 <= args.ema < 1:
         raise UserError(f"--ema must be in [0, 1), got {args.ema}")
     if args.r1 < 0 or args.lr <= 0 or (args.lr_d is not None and args.lr_d <= 0) or args.d_warmup < 0:
@@ -175,10 +179,15 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
     config = {"kind": spec.kind, **checkpoints.run_config(args)}
     data = load_faces(args.data, "train", attr)
+    extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
-    sampler = DeviceSampler(data, dist.device, rng)
+    sampler = DeviceSampler(data, dist.device, rng, extra)
     steps = args.steps or max(1, round(args.epochs * len(sampler) / args.batch))
     config |= {"total_steps": steps, "train_images": len(sampler)}
+    if extra is not None:
+        config["extra_images"] = len(extra.images)
+    if args.extra_until is not None and not 0 <= args.extra_until <= steps:
+        raise UserError(f"--extra-until must be in [0, {steps}] (the run's steps), got {args.extra_until}")
     if args.lr_decay_from is not None and not 0 <= args.lr_decay_from < steps:
         raise UserError(f"--lr-decay-from must be in [0, {steps}) (the run's steps), got {args.lr_decay_from}")
     G, D = spec.build_g(config), spec.build_d(config)

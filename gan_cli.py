@@ -42,6 +42,11 @@ def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[st
     t.add_argument("--lr-d", type=float, help="the discriminator's learning rate (default --lr; TTUR: e.g. 4e-4 "
                                               "with --lr 1e-4); with --resume an explicit value wins")
     t.add_argument("--xflip", action="store_true", help="mirror each real face at random (twice the data for D)")
+    t.add_argument("--extra-share", type=float, default=0.0, metavar="P",
+                   help="draw each real face from <data>/face/extra (+ extra.csv) with probability P (default 0: "
+                        "face/train only; 0.8 mixes all 35,456 faces uniformly)")
+    t.add_argument("--extra-until", type=int, metavar="STEP",
+                   help="from this step on, face/train only: a finish on the sharp faces (default: to the end)")
     t.add_argument("--d-warmup", type=int, default=0, metavar="N",
                    help="the first N steps update D only (a fresh D beside a warm-started G)")
     t.add_argument("--report", action="store_true",
