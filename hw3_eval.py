@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 
-from cli import UserError, cli_main
-from course_files import parse_int, read_csv
+from datasets import parse_int, read_csv
+from hw3.cli import UserError, cli_main
 
 
 def read_labels(path: str) -> dict[str, int]:

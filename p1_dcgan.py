@@ -12,15 +12,10 @@ import argparse
 
 import torch
 
-import checkpoints
-import cli
-import distributed
-import fid
-import gan
-import gan_cli
-from gan import Nets
-from gan_losses import d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
-from gan_models import Z_DIM, DCGANDiscriminator, DCGANGenerator
+from hw3 import checkpoints, cli, distributed, fid, gan, gan_cli
+from hw3.gan import Nets
+from hw3.gan_losses import d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
+from models import Z_DIM, DCGANDiscriminator, DCGANGenerator
 
 KIND = "p1_dcgan"
 

@@ -14,17 +14,11 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-import attribute_judge
-import checkpoints
-import cli
-import distributed
-import fid
-import gan
-import gan_cli
-from cli import UserError
-from gan import Nets
-from gan_losses import d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
-from gan_models import (
+from hw3 import attribute_judge, checkpoints, cli, distributed, fid, gan, gan_cli
+from hw3.cli import UserError
+from hw3.gan import Nets
+from hw3.gan_losses import d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
+from models import (
     Z_DIM,
     ACGANDiscriminator,
     ACGANGenerator,

@@ -15,15 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoints
-import cli
-import distributed
-import evaluation
-import loop
-from augment import augment_digits
-from cli import UserError
 from datasets import DeviceSampler, ImageSet, adaptation_data, check_pair
-from digit_models import DANN, dann_coeff
+from hw3 import checkpoints, cli, distributed, evaluation, loop
+from hw3.augment import augment_digits
+from hw3.cli import UserError
+from models import DANN, dann_coeff
 
 KIND = "p3_dann"
 PLAIN = {"arch": "report", "input_norm": False, "augment": False, "zoom": False, "domain_bn": False,  # report's DANN

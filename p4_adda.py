@@ -27,15 +27,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-import checkpoints
-import cli
-import distributed
-import evaluation
-import loop
-from adda import KIND, ADDAMethod, build, make_encoder
-from cli import UserError
 from datasets import DeviceSampler, adaptation_data, check_pair, is_grey
-from digit_models import LeNetClassifier
+from hw3 import checkpoints, cli, distributed, evaluation, loop
+from hw3.adda import KIND, ADDAMethod, build, make_encoder
+from hw3.cli import UserError
+from models import LeNetClassifier
 
 AUTO_TEXTURE_MIX = 0.25  # grey source, colour target (usps -> mnistm); it cost mnistm -> usps 0.05
 BEFORE_DEFAULTS = {"student_aug": "weak"}  # settings older run configs lack: what those runs used

@@ -9,12 +9,9 @@ import argparse
 
 import torch
 
-import checkpoints
-import cli
-import distributed
-import evaluation
-from cli import UserError
 from datasets import check_domain, load_digits
+from hw3 import checkpoints, cli, distributed, evaluation
+from hw3.cli import UserError
 
 
 def feature_fns(ckpt_path: str, device: torch.device):

@@ -27,10 +27,9 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import distributed  # noqa: E402
 from datasets import DeviceSampler, load_digits, load_faces  # noqa: E402
-from digit_models import DANN, dann_coeff  # noqa: E402
-from gan_models import DCGANDiscriminator, DCGANGenerator  # noqa: E402
+from hw3 import distributed  # noqa: E402
+from models import DANN, DCGANDiscriminator, DCGANGenerator, dann_coeff  # noqa: E402  # noqa: E402
 
 
 class PILFolder(Dataset):

@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import fid  # noqa: E402
-import gan  # noqa: E402
-import gan_cli  # noqa: E402
 import p1_dcgan  # noqa: E402
 import p2_acgan  # noqa: E402
-from gan_models import truncate  # noqa: E402
+from hw3 import (
+    fid,  # noqa: E402
+    gan,  # noqa: E402
+    gan_cli,  # noqa: E402
+)
+from models import truncate  # noqa: E402
 
 SIZES = (250, 500, 1000)
 

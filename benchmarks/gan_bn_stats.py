@@ -15,12 +15,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import fid  # noqa: E402
-import gan  # noqa: E402
-import gan_models  # noqa: E402
+import models  # noqa: E402
 import p1_dcgan  # noqa: E402
 import p2_acgan  # noqa: E402
-from course_files import list_images  # noqa: E402
+from datasets import list_images  # noqa: E402
+from hw3 import (
+    fid,  # noqa: E402
+    gan,  # noqa: E402
+)
 
 
 def main() -> None:
@@ -38,7 +40,7 @@ def main() -> None:
     choices = ["live"] if "G_ema" in ck["models"] else []
     for stats in [*choices, "recalibrated", "recalibrated on the truncated noise"]:
         G, ck = gan.load_generator(args.ckpt, spec, device)  # re-estimates the statistics of a run's average
-        sampler = gan_models.truncate(G, ck, args.truncation)
+        sampler = models.truncate(G, ck, args.truncation)
         if stats == "live":
             G.load_state_dict(ck["models"]["G_ema"])  # back to the statistics copied from the live generator
         elif stats != "recalibrated":

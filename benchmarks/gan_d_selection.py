@@ -16,13 +16,17 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import checkpoints  # noqa: E402
-import fid  # noqa: E402
-import gan  # noqa: E402
 import p1_dcgan  # noqa: E402
-from course_files import list_images  # noqa: E402
-from datasets import to_unit  # noqa: E402
-from gan_models import truncate  # noqa: E402
+from datasets import (
+    list_images,  # noqa: E402
+    to_unit,  # noqa: E402
+)
+from hw3 import (
+    checkpoints,  # noqa: E402
+    fid,  # noqa: E402
+    gan,  # noqa: E402
+)
+from models import truncate  # noqa: E402
 
 
 @torch.inference_mode()

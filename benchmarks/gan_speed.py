@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import distributed  # noqa: E402
-import gan  # noqa: E402
 import p1_dcgan  # noqa: E402
-from augment import DiffAugment, parse_policy  # noqa: E402
-from gan_models import DCGANDiscriminator, DCGANGenerator, init_dcgan  # noqa: E402
+from hw3 import (
+    distributed,  # noqa: E402
+    gan,  # noqa: E402
+)
+from hw3.augment import DiffAugment, parse_policy  # noqa: E402
+from models import DCGANDiscriminator, DCGANGenerator, init_dcgan  # noqa: E402
 
 # (precision, channels_last, threads, batch, compile)
 VARIANTS = [("fp32", False, 1, 64, False), ("bf16", False, 1, 64, False), ("bf16", True, 1, 64, False),

@@ -16,10 +16,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import checkpoints  # noqa: E402
-import evaluation  # noqa: E402
-from adda import make_encoder  # noqa: E402
 from datasets import ImageSet, load_digits  # noqa: E402
+from hw3 import (
+    checkpoints,  # noqa: E402
+    evaluation,  # noqa: E402
+)
+from hw3.adda import make_encoder  # noqa: E402
 from p4_adda import load_encoders  # noqa: E402
 
 CPU = torch.device("cpu")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from checkpoints import read_metrics  # noqa: E402
+from hw3.checkpoints import read_metrics  # noqa: E402
 
 
 def at_step(run: Path, step: int) -> dict | None:

@@ -35,7 +35,7 @@ def private_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """Demo data for every domain (300 train / 100 test digits each) and 96 / 32 faces."""
-    from synthetic import write_demo
+    from hw3.synthetic import write_demo
 
     return write_demo(tmp_path_factory.mktemp("demo"), n_digits=(300, 100), n_faces=(96, 32))
 
@@ -64,7 +64,7 @@ def run_main(main, *args: str, check: bool = False) -> subprocess.CompletedProce
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            from cli import cli_main
+            from hw3.cli import cli_main
 
             cli_main(lambda _: main(list(args)))
             code = 0

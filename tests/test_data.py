@@ -8,18 +8,19 @@ import pytest
 import torch
 from PIL import Image
 
-from augment import STRONG_OPS, augment_digits, shuffle_patches, strong_digits, texture_mix
-from cli import DataWarning, UserError
-from course_files import decode, read_csv
 from datasets import (
     DeviceSampler,
     ImageSet,
+    decode,
     digit_splits,
     load_digits,
     load_faces,
     load_folder,
+    read_csv,
     split_val,
 )
+from hw3.augment import STRONG_OPS, augment_digits, shuffle_patches, strong_digits, texture_mix
+from hw3.cli import DataWarning, UserError
 
 
 def write_digits(root, domain="mnistm", split="train", images=None, csv_text=None):

@@ -17,15 +17,10 @@ import torch.nn.functional as F
 from conftest import ROOT, assert_clean_error, run_cli, run_main
 from PIL import Image
 
-import augment
-import checkpoints
-import cli
-import fid
-import gan
-import gan_losses
 import p1_dcgan
 import p2_acgan
-from gan_models import (
+from hw3 import augment, checkpoints, cli, fid, gan, gan_losses
+from models import (
     Z_DIM,
     ACGANDiscriminator,
     ACGANGenerator,
@@ -339,7 +334,7 @@ def test_discriminator_sees_every_image_augmented():
 
 
 def test_generator_gradient_flows_through_diffaugment():
-    from augment import POLICIES, DiffAugment
+    from hw3.augment import POLICIES, DiffAugment
 
     nets = make_nets(DCGANGenerator(), DCGANDiscriminator())
     nets.augment = DiffAugment(POLICIES, torch.Generator().manual_seed(0))
@@ -352,7 +347,7 @@ def test_generator_gradient_flows_through_diffaugment():
 
 def test_diffaugment_ranks_slice_the_global_batch():
     """Two ranks with 4 images each augment exactly as one process with the 8 (same seed)."""
-    from augment import POLICIES, DiffAugment
+    from hw3.augment import POLICIES, DiffAugment
 
     x = torch.rand(8, 3, 16, 16) * 2 - 1
     whole = DiffAugment(POLICIES, torch.Generator().manual_seed(1))(x)
@@ -361,7 +356,7 @@ def test_diffaugment_ranks_slice_the_global_batch():
 
 
 def test_diffaugment_transforms_by_hand():
-    from augment import Draw, cutout, parse_policy, translation
+    from hw3.augment import Draw, cutout, parse_policy, translation
 
     x = torch.arange(64.0).view(1, 1, 8, 8)
     moved = translation(x, Draw(torch.Generator().manual_seed(0)))  # a shift of up to 1 px, zero filled

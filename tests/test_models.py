@@ -4,9 +4,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-import distributed
-from digit_models import DANN, FeatureCritic, GradientReversal, InputNorm, LeNetClassifier, LeNetEncoder, dann_coeff
-from gan_models import ACGANDiscriminator, ACGANGenerator, DCGANDiscriminator, DCGANGenerator, init_dcgan
+from hw3 import distributed
+from models import (
+    DANN,
+    ACGANDiscriminator,
+    ACGANGenerator,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    FeatureCritic,
+    GradientReversal,
+    InputNorm,
+    LeNetClassifier,
+    LeNetEncoder,
+    dann_coeff,
+    init_dcgan,
+)
 
 
 def test_gan_shapes():
@@ -82,7 +94,7 @@ def test_global_batchnorm_equals_batchnorm_in_one_process(tmp_path):
     statistics of nn.BatchNorm2d (the 2-rank equality is tested end to end in test_gan.py)."""
     import torch.distributed as dist
 
-    from distributed import GlobalBatchNorm, global_batchnorm
+    from hw3.distributed import GlobalBatchNorm, global_batchnorm
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
     try:
@@ -121,7 +133,7 @@ def test_precision_choices():
 
 
 def test_adabn_recomputes_batchnorm_statistics_on_the_given_images():
-    import evaluation
+    from hw3 import evaluation
 
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.BatchNorm1d(3 * 2 * 2))
     images = torch.randint(0, 256, (64, 3, 2, 2), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))

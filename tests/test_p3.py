@@ -12,15 +12,13 @@ import pytest
 import torch
 from conftest import ROOT, assert_clean_error, run_cli, run_main
 
-import checkpoints
-import cli
-import evaluation
 import hw3_eval
 import p3_dann
 import tsne
-from digit_models import DANN, dann_coeff
-from evaluation import im_score
+from hw3 import checkpoints, cli, evaluation
+from hw3.evaluation import im_score
 from hw3_eval import csv_accuracy
+from models import DANN, dann_coeff
 from p3_dann import make_optimizers
 
 FAST = ["--batch", "32", "--eval-every", "20", "--log-every", "10"]

@@ -11,11 +11,8 @@ import pytest
 import torch
 from conftest import ROOT, THREADS, assert_clean_error, run_cli, run_main
 
-import adda
-import checkpoints
-import distributed
-import evaluation
 import p4_adda
+from hw3 import adda, checkpoints, distributed, evaluation
 
 SHORT = ["--pretrain-steps", "20", "--adapt-steps", "20", "--selftrain-steps", "10", "--batch", "32",
          "--eval-every", "10", "--log-every", "5", "--device", "cpu", "--starts", "1"]
@@ -58,7 +55,7 @@ def test_optimizers_own_only_their_stage():
 
 
 def test_plain_is_the_report_adda():
-    from digit_models import LeNetEncoder
+    from models import LeNetEncoder
 
     a = p4_adda.parse_args(["train", "--source", "usps", "--target", "mnistm", "--plain"])
     assert (a.encoder, a.augment, a.selftrain_steps, a.lr, a.critic_hidden) == ("lenet", False, 0, 2e-4, 500)
@@ -205,7 +202,7 @@ def test_bad_inputs(demo_root, adapted, tmp_path):
 
 
 def test_teacher_ema_update_by_hand():
-    from digit_models import ema_update
+    from models import ema_update
 
     teacher = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
     student = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
@@ -222,7 +219,7 @@ def test_teacher_ema_update_by_hand():
 
 def test_gradient_penalty_of_a_linear_critic():
     """For a linear critic the gradient of (logit_1 - logit_0) is W[1] - W[0] everywhere: the penalty is its norm^2."""
-    from digit_models import gradient_penalty
+    from models import gradient_penalty
 
     critic = torch.nn.Linear(4, 2)
     with torch.no_grad():

@@ -12,10 +12,9 @@ import pytest
 import torch
 from conftest import ROOT, assert_clean_error, run_main
 
-import checkpoints
-import gan_losses
 import p1_dcgan
 import p3_dann
+from hw3 import checkpoints, gan_losses
 
 
 def train_cmd(demo_root, run, steps="100000"):

@@ -1,6 +1,6 @@
 """Synthetic data in the course layout, for the tests: 7-segment digits in the style of each domain, cartoon faces.
 
-  python synthetic.py demo DIR [--digits TRAIN TEST] [--faces TRAIN TEST]
+  python -m hw3.synthetic demo DIR [--digits TRAIN TEST] [--faces TRAIN TEST]
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from cli import UserError, cli_main
 from datasets import DOMAINS
+from hw3.cli import UserError, cli_main
 
 SEGMENTS = {  # 7-segment strokes: a top, b upper right, c lower right, d bottom, e lower left, f upper left, g middle
     0: "abcdef", 1: "bc", 2: "abged", 3: "abgcd", 4: "fgbc", 5: "afgcd", 6: "afgedc", 7: "abc", 8: "abcdefg",

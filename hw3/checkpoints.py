@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cli import UserError, check_output_file, first_line, make_folder, write_json
-from distributed import Dist, precision, unwrap
+from hw3.cli import UserError, check_output_file, first_line, make_folder, write_json
+from hw3.distributed import Dist, precision, unwrap
 
 
 def check_finite(losses: dict[str, float], step: int) -> None:
@@ -69,12 +69,23 @@ def load_checkpoint(path: str | Path, kind: str | None = None) -> dict:
         raise UserError(f"expected a checkpoint file, got a folder: {path}")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise UserError(f"cannot read checkpoint {path}: the file is empty")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise UserError(f"cannot read checkpoint {path}: permission denied") from None
     except Exception as e:  # truncated file, not a torch file, or a pickle that wants to run code
-        raise UserError(f"cannot read checkpoint {path}: {first_line(e)}") from None
+        text = str(e)
+        if "central directory" in text or "zip archive" in text or isinstance(e, EOFError):
+            cause = "the file is truncated or not a PyTorch checkpoint"
+        elif "weights_only" in text or "Unsupported global" in text:
+            cause = "it holds code objects, not plain tensors (not a checkpoint of this project)"
+        else:
+            cause = first_line(e)
+        raise UserError(f"cannot read checkpoint {path}: {cause}") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or "models" not in ckpt:
-        raise UserError(f"{path} is not a checkpoint of this project")
+        raise UserError(f"{path} is not a checkpoint of this project (no config and models)")
     if kind is not None and ckpt["config"].get("kind") != kind:
         raise UserError(f"{path} is a '{ckpt['config'].get('kind')}' checkpoint, this script needs '{kind}'")
     return ckpt

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cli import UserError
-from course_files import decode_many
-from datasets import cache_dir
+from datasets import cache_dir, decode_many
+from hw3.cli import UserError
 
 
 def inception_weights() -> Path:

@@ -9,7 +9,7 @@ fi
 abs() { case "$1" in /*) printf '%s' "$1";; *) printf '%s/%s' "$PWD" "$1";; esac; }
 images=$(abs "$1"); target=$2; out=$(abs "$3")
 ckpt_dir=${HW3_CKPT_DIR:+$(abs "$HW3_CKPT_DIR")}
-cd "$(dirname "${BASH_SOURCE[0]}")"
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 case "$target" in mnistm|svhn|usps) ;; *) echo "error: unknown target '$target'; expected mnistm, svhn or usps" >&2; exit 2;; esac
 ckpt="${ckpt_dir:-checkpoints}/${name}_${target}.pt"
 if [ ! -f "$ckpt" ]; then

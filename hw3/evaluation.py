@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-import distributed
-from cli import check_output_file
 from datasets import DIGIT_SIZE, check_domain, load_digits, load_folder, to_unit
-from distributed import autocast
+from hw3 import distributed
+from hw3.cli import check_output_file
+from hw3.distributed import autocast
 
 
 @torch.inference_mode()

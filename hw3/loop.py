@@ -16,9 +16,9 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from checkpoints import MetricLog, check_finite, rng_state, save_checkpoint, set_rng_state
-from cli import GracefulStop
-from distributed import add_precision_arg
+from hw3.checkpoints import MetricLog, check_finite, rng_state, save_checkpoint, set_rng_state
+from hw3.cli import GracefulStop
+from hw3.distributed import add_precision_arg
 
 
 class Method(Protocol):

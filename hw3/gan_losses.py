@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gan import Nets
+from hw3.gan import Nets
 
 
 def gan_losses_real_fake(logit: torch.Tensor, real: bool) -> torch.Tensor:

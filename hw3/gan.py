@@ -1,5 +1,5 @@
 """What P1 (DCGAN) and P2 (ACGAN) share: the GAN method for the run loop, the generator's EMA, sampling and image
-grids. Each script supplies its networks and its training step through a `GanSpec`; gan_cli.py has the commands."""
+grids. Each script supplies its networks and its training step through a `GanSpec`; gan_cli has the commands."""
 from __future__ import annotations
 
 import argparse
@@ -12,15 +12,11 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import checkpoints
-import cli
-import distributed
-import evaluation
-import loop
-from augment import DiffAugment, mirror, parse_policy
-from cli import UserError
 from datasets import DeviceSampler, load_faces
-from gan_models import Z_DIM, init_dcgan, truncate
+from hw3 import checkpoints, cli, distributed, evaluation, loop
+from hw3.augment import DiffAugment, mirror, parse_policy
+from hw3.cli import UserError
+from models import Z_DIM, init_dcgan, truncate
 
 DEFAULT_LR = 2e-4  # both Adam rates; --lr has no argparse default, so --resume can tell whether it was given
 BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's BatchNorm statistics

@@ -11,12 +11,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import checkpoints
-import distributed
-import evaluation
-from augment import augment_digits, strong_digits, texture_mix
 from datasets import DeviceSampler, ImageSet
-from digit_models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
+from hw3 import checkpoints, distributed, evaluation
+from hw3.augment import augment_digits, strong_digits, texture_mix
+from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
 
 KIND = "p4_adda"
 CENTROID_EVERY = 100  # --pseudo centroid: stage 3 steps between two clusterings of the target features

@@ -9,12 +9,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import cli
-import distributed
-import loop
-from course_files import list_images
-from gan import DEFAULT_LR, GanSpec, export, load_generator, sample, train
-from gan_models import truncate
+from datasets import list_images
+from hw3 import cli, distributed, loop
+from hw3.gan import DEFAULT_LR, GanSpec, export, load_generator, sample, train
+from models import truncate
 
 
 def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[str, argparse.ArgumentParser]:

@@ -9,11 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import checkpoints
-import distributed
-import evaluation
-from cli import UserError
 from datasets import DeviceSampler, load_faces
+from hw3 import checkpoints, distributed, evaluation
+from hw3.cli import UserError
 
 
 class AttributeNet(nn.Module):

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as torch_dist
 import torch.nn as nn
 
-from cli import UserError
+from hw3.cli import UserError
 
 
 @dataclass
