@@ -11,8 +11,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.utils.parametrize as parametrize
-from torch.nn.utils.parametrizations import spectral_norm
 
 # ============================================================================= P1 DCGAN and P2 ACGAN
 
@@ -20,11 +18,9 @@ Z_DIM = 100
 
 
 def init_dcgan(m: nn.Module) -> None:
-    """DCGAN init: conv weights N(0, 0.02) (under spectral norm: the raw weight), BatchNorm weights N(1, 0.02) and
-    biases 0."""
+    """DCGAN init: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02) and biases 0."""
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-        spectral = parametrize.is_parametrized(m, "weight")
-        nn.init.normal_(m.parametrizations.weight.original if spectral else m.weight, 0.0, 0.02)
+        nn.init.normal_(m.weight, 0.0, 0.02)
     elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
         nn.init.normal_(m.weight, 1.0, 0.02)
         nn.init.zeros_(m.bias)
@@ -36,10 +32,9 @@ def up(cin: int, cout: int, stride: int = 2, padding: int = 1) -> nn.Sequential:
                          nn.ReLU(True))
 
 
-def down(cin: int, cout: int, bn: bool = True, spectral: bool = False) -> nn.Sequential:
-    """Conv 4x4 stride 2 (spectrally normalised) + (BN) + LeakyReLU(0.2): halves the spatial size."""
-    conv = nn.Conv2d(cin, cout, 4, 2, 1, bias=False)
-    layers = [spectral_norm(conv) if spectral else conv] + ([nn.BatchNorm2d(cout)] if bn else [])
+def down(cin: int, cout: int, bn: bool = True) -> nn.Sequential:
+    """Conv 4x4 stride 2 + (BN) + LeakyReLU(0.2): halves the spatial size."""
+    layers = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)] + ([nn.BatchNorm2d(cout)] if bn else [])
     return nn.Sequential(*layers, nn.LeakyReLU(0.2, True))
 
 
@@ -65,17 +60,16 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """image (B, 3, 64, 64) -> real/fake logit (B,). `spectral`: every conv spectrally normalised, no BatchNorm."""
+    """image (B, 3, 64, 64) -> real/fake logit (B,)."""
 
-    def __init__(self, width: int = 64, spectral: bool = False):
+    def __init__(self, width: int = 64):
         super().__init__()
-        bn, sn = not spectral, (spectral_norm if spectral else lambda m: m)
         self.net = nn.Sequential(
-            down(3, width, bn=False, spectral=spectral),   # (B, 64, 32, 32)
-            down(width, width * 2, bn, spectral),          # (B, 128, 16, 16)
-            down(width * 2, width * 4, bn, spectral),      # (B, 256, 8, 8)
-            down(width * 4, width * 8, bn, spectral),      # (B, 512, 4, 4)
-            sn(nn.Conv2d(width * 8, 1, 4, 1, 0, bias=False)),  # (B, 1, 1, 1)
+            down(3, width, bn=False),       # (B, 64, 32, 32)
+            down(width, width * 2),         # (B, 128, 16, 16)
+            down(width * 2, width * 4),     # (B, 256, 8, 8)
+            down(width * 4, width * 8),     # (B, 512, 4, 4)
+            nn.Conv2d(width * 8, 1, 4, 1, 0, bias=False),  # (B, 1, 1, 1)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,10 +95,9 @@ class ConditionalDCGANDiscriminator(DCGANDiscriminator):
     """image (B, 3, 64, 64) -> (real/fake logit (B,), attribute logits (B, 2)): the DCGAN discriminator with an
     attribute head beside its real/fake head, both on its (B, 512, 4, 4) features."""
 
-    def __init__(self, n_classes: int = 2, width: int = 64, spectral: bool = False):
-        super().__init__(width, spectral)
-        head = nn.Conv2d(width * 8, n_classes, 4, 1, 0)  # (B, 2, 1, 1)
-        self.attribute = spectral_norm(head) if spectral else head
+    def __init__(self, n_classes: int = 2, width: int = 64):
+        super().__init__(width)
+        self.attribute = nn.Conv2d(width * 8, n_classes, 4, 1, 0)  # (B, 2, 1, 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net[:-1](x)  # (B, 512, 4, 4)

@@ -1,11 +1,11 @@
 """P2: ACGAN on 64x64 faces conditioned on one binary attribute (default Smiling): the DCGAN's networks with the
-attribute as an extra generator input and an attribute head on the discriminator (--arch report: the report's).
+attribute as a 101st generator input and an attribute head beside the discriminator's real/fake head (--report: the
+report's ACGAN networks and configuration).
 
-  python p2_acgan.py train --data hw3_data --attr Smiling --run-dir runs/p2
-  python p2_acgan.py train --data hw3_data --run-dir runs/p2 --init runs/p1/last.pt   # warm start from P1
-  python p2_acgan.py export --ckpt runs/p2/last.pt --out checkpoints/p2_acgan.pt
+  python p2_acgan.py train --data hw3_data --run-dir runs/p2
+  python p2_acgan.py export --ckpt runs/p2/last.pt --out my_acgan.pt --truncation 0.9
   python p2_acgan.py sample --ckpt checkpoints/p2_acgan.pt --out fig2_2.jpg --seed 0
-  python p2_acgan.py eval --ckpt checkpoints/p2_acgan.pt --data hw3_data --n 1000
+  python p2_acgan.py eval --ckpt checkpoints/p2_acgan.pt --data hw3_data --n 2000
 """
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import torch.nn.functional as F
 
 from hw3 import attribute_judge, checkpoints, cli, distributed, fid, gan, gan_cli
 from hw3.cli import UserError
-from hw3.gan import Nets
-from hw3.gan_losses import d_adversarial_loss, g_adversarial_loss, r1_penalty, real_input
+from hw3.gan import Nets, d_loss, g_loss
 from models import (
     Z_DIM,
     ACGANDiscriminator,
@@ -37,26 +36,24 @@ def batch_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 def d_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor, fake: torch.Tensor, y_fake: torch.Tensor
            ) -> dict[str, float]:
     """Discriminator update: real/fake on real and fake.detach(), attribute head on both (ACGAN)."""
-    x_real = real_input(nets, real)
     with distributed.autocast(real.device):
-        rf_real, attr_real = nets.D(x_real)         # (B,), (B, 2)
+        rf_real, attr_real = nets.D(nets.augment(real))         # (B,), (B, 2)
         rf_fake, attr_fake = nets.D(nets.augment(fake.detach()))
-        adv = d_adversarial_loss(rf_real, rf_fake, nets.loss)
+        adv = d_loss(rf_real, rf_fake)
         aux = F.cross_entropy(attr_real.float(), y_real) + F.cross_entropy(attr_fake.float(), y_fake)
-        r1 = r1_penalty(rf_real, x_real, nets.r1) if nets.r1 > 0 else 0.0
     nets.opt_d.zero_grad(set_to_none=True)
-    (adv + aux + r1).backward()
+    (adv + aux).backward()
     nets.opt_d.step()
     return {"loss_d": adv.item(), "loss_d_aux": aux.item(), "d_real": torch.sigmoid(rf_real.float()).mean().item(),
             "d_fake": torch.sigmoid(rf_fake.float()).mean().item(), "aux_acc_real": batch_accuracy(attr_real, y_real),
-            "aux_acc_fake": batch_accuracy(attr_fake, y_fake)} | ({"r1": r1.item()} if nets.r1 > 0 else {})
+            "aux_acc_fake": batch_accuracy(attr_fake, y_fake)}
 
 
 def g_step(nets: Nets, fake: torch.Tensor, y_fake: torch.Tensor) -> dict[str, float]:
     """Generator update: fool the real/fake head, and make the attribute head read the labels it sampled."""
     with distributed.autocast(fake.device):
         rf, attr = nets.D(nets.augment(fake))
-        adv, aux = g_adversarial_loss(rf, nets.loss), F.cross_entropy(attr.float(), y_fake)
+        adv, aux = g_loss(rf), F.cross_entropy(attr.float(), y_fake)
     nets.opt_g.zero_grad(set_to_none=True)
     (adv + aux).backward()
     nets.opt_g.step()
@@ -68,7 +65,7 @@ def train_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor | None, rng:
     y_fake = nets.draw(lambda n: torch.randint(0, 2, (n,), generator=rng, device=real.device), len(real))  # sampled
     with distributed.autocast(real.device):
         fake = nets.G(z, y_fake)  # (B, 3, 64, 64)
-    return d_step(nets, real, y_real, fake, y_fake) | (g_step(nets, fake, y_fake) if nets.train_g else {})
+    return d_step(nets, real, y_real, fake, y_fake) | g_step(nets, fake, y_fake)
 
 
 def pairs(G: torch.nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +89,7 @@ def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module)
     if not args.init:
         return
     if args.arch != "dcgan":
-        raise UserError("--init starts from a DCGAN: it needs --arch dcgan")
+        raise UserError("--init starts from a DCGAN: --report's networks cannot take it")
     ck = checkpoints.load_checkpoint(args.init, "p1_dcgan")
     try:
         load_dcgan_into_conditional(G, D, checkpoints.float_state(ck["models"]["G"]), ck["models"].get("D"))
@@ -106,40 +103,30 @@ def arch(config: dict) -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
     return ARCHS[config.get("arch", "report")]
 
 
-def build_d(config: dict) -> torch.nn.Module:
-    """The discriminator a run's config names (spectral norm: the DCGAN networks only)."""
-    if not config.get("spectral_norm", False):
-        return arch(config)[1]()
-    if arch(config)[1] is not ConditionalDCGANDiscriminator:
-        raise UserError("--spectral-norm needs --arch dcgan")
-    return ConditionalDCGANDiscriminator(spectral=True)
-
-
-SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: arch(config)[0](), build_d=build_d,
-                   generate=lambda G, z, y: G(z, y),
-                   figure=figure, step=train_step, conditional=True, report_args={"arch": "report"},
+SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: arch(config)[0](), build_d=lambda config: arch(config)[1](),
+                   generate=lambda G, z, y: G(z, y), figure=figure, step=train_step, conditional=True,
+                   report_args={"arch": "report", "batch": 100, "init": None}, report_epochs=100,
                    warm_start=warm_start)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cmds = gan_cli.add_commands(p, batch=100, epochs=100)
+    p = argparse.ArgumentParser(description=__doc__)
+    cmds = gan_cli.add_commands(p, SPEC)
     cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
-    cmds["train"].add_argument("--arch", choices=sorted(ARCHS), default="dcgan",
-                               help="the DCGAN's networks with an attribute input and head, or the report's")
-    cmds["train"].add_argument("--init", help="start from a P1 DCGAN checkpoint (run or export; needs --arch dcgan)")
-    cmds["eval"].add_argument("--classifier", help="attribute judge (default checkpoints/p2_<attr>_classifier.pt; "
-                                                   "trained on <data>/face/train and saved there if absent)")
-    args = p.parse_args(argv)
-    gan_cli.run_command(args, SPEC, evaluate)
+    cmds["train"].set_defaults(arch="dcgan")  # --report: the report's networks (a run's config records which)
+    cmds["train"].add_argument("--init", help="start from a P1 DCGAN checkpoint: a run's last.pt, or an export "
+                                              "(the generator only) (default: from scratch)")
+    cmds["eval"].add_argument("--classifier", help="attribute judge (default: checkpoints/p2_<attr>_classifier.pt "
+                                                   "if it judges the attribute, else one trained on "
+                                                   "<data>/face/train and kept in the cache folder)")
+    gan_cli.run_command(cli.parse(p, argv), SPEC, evaluate)
 
 
 def evaluate(args: argparse.Namespace) -> None:
     """FID of --n faces (half with the attribute off, half on, same noise), attribute accuracy and flip rate."""
     real, floor, device, G, ck = gan_cli.prepare_eval(args, SPEC)
     attr = ck["config"]["attr"]
-    judge, judge_info = attribute_judge.load_or_train_classifier(
-        args.classifier or cli.ROOT / "checkpoints" / f"p2_{attr}_classifier.pt", args.data, attr, device)
+    judge, judge_info = attribute_judge.load_or_train_classifier(args.classifier, args.data, attr, device)
     z = torch.randn(max(1, args.n // 2), Z_DIM, generator=torch.Generator().manual_seed(args.seed))
     offs, ons = [], []
     with torch.inference_mode():

@@ -9,9 +9,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from datasets import DeviceSampler, load_faces
+from datasets import DeviceSampler, cache_dir, load_faces
 from hw3 import checkpoints, distributed, evaluation
-from hw3.cli import UserError
+from hw3.cli import SHIPPED, UserError
 
 
 class AttributeNet(nn.Module):
@@ -58,10 +58,12 @@ def train_attribute_classifier(root: str | Path, attr: str, device: torch.device
                  "train_images": len(train_set.names), "epochs": epochs}
 
 
-def load_or_train_classifier(path: str | Path, root: str | Path, attr: str, device: torch.device
+def load_or_train_classifier(path: str | Path | None, root: str | Path, attr: str, device: torch.device
                              ) -> tuple[AttributeNet, dict]:
-    """The judge saved at `path` (trained and saved there first if absent)."""
-    path = Path(path)
+    """The judge at `path`; by default the shipped one (checkpoints/p2_<attr>_classifier.pt) or one in the cache
+    folder. A judge that does not exist yet is trained on <root>/face/train and saved there, with one line saying so."""
+    shipped = SHIPPED / f"p2_{attr}_classifier.pt"
+    path = Path(path) if path else shipped if shipped.is_file() else cache_dir() / f"p2_{attr}_classifier.pt"
     if path.exists():
         ck = checkpoints.load_checkpoint(path, "attr_classifier")
         if ck["config"]["attr"] != attr:
@@ -69,6 +71,8 @@ def load_or_train_classifier(path: str | Path, root: str | Path, attr: str, devi
         net = AttributeNet()
         checkpoints.load_state(net, checkpoints.float_state(ck["models"]["net"]), "attribute classifier")
         return net.to(device).eval(), ck["config"]
+    print(f"no judge for '{attr}' yet: training one on {Path(root) / 'face' / 'train'} (a few minutes), saved to "
+          f"{path}")
     net, info = train_attribute_classifier(root, attr, device)
     checkpoints.save_checkpoint(path, {"config": {"kind": "attr_classifier", **info},
                                   "models": {"net": checkpoints.half_state(net.state_dict())}})

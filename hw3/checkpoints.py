@@ -122,11 +122,15 @@ def portable(value: Any, key: str = "") -> Any:
     return value
 
 
-def export_checkpoint(ck: dict, src: str | Path, out: str | Path, keep: tuple[str, ...] | None = None) -> Path:
+def export_checkpoint(ck: dict, src: str | Path, out: str | Path, keep: tuple[str, ...] | None = None,
+                      force: bool = False) -> Path:
     """Ship a run's checkpoint `ck`, read from `src` by the script's own loader (so weights that do not fit the
     networks are never shipped): fp16 weights of the `keep` models (default all), config, step and best metrics;
-    no optimizer or RNG state. The run's metrics.json, if any, is copied beside it as <out>.json."""
-    out = check_output_file(out, (".pt",))
+    no optimizer or RNG state. The run's metrics.json, if any, is copied beside it as <out>.json. Never over `src`
+    itself; over shipped weights (checkpoints/) only with `force`."""
+    out = check_output_file(out, (".pt",), reads=(src,), force=force)
+    if out.with_suffix(".json").exists():
+        check_output_file(out.with_suffix(".json"), (".json",), reads=(src,), force=force)
     slim = {k: portable(v) for k, v in ck.items() if k not in ("optimizers", "rng", "models")}
     slim["models"] = {name: half_state(sd) for name, sd in ck["models"].items() if keep is None or name in keep}
     save_checkpoint(out, slim)
@@ -141,7 +145,7 @@ def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__}
 
 
-RUN_ONLY_ARGS = ("cmd", "resume", "overwrite", "stop_at", "device")
+RUN_ONLY_ARGS = ("cmd", "resume", "overwrite", "stop_at", "device", "given", "force")
 
 
 def run_config(args) -> dict:

@@ -78,7 +78,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings
+        if ("default" in text or default is None or default is False or default == argparse.SUPPRESS
+                or not action.option_strings
                 or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
             return text
         shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
@@ -86,13 +87,37 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Give `parser` and all its sub-commands the HelpFormatter."""
+    """Give `parser` and all its sub-commands the HelpFormatter, and no abbreviated options (so `parse` can tell
+    which options were given)."""
     parser.formatter_class = HelpFormatter
+    parser.allow_abbrev = False
     for action in parser._actions:
+        if action.help is None and action.option_strings and action.default is not None and action.default is not False:
+            action.help = "default: " + (" ".join(map(str, action.default)) if isinstance(action.default, list)
+                                         else "%(default)s")
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 show_defaults(sub)
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """parse_args, plus `args.given`: the destinations of the options written on the command line (so a script can
+    tell an explicit value from a default, and refuse options that contradict each other)."""
+    show_defaults(parser)
+    args = parser.parse_args(argv)
+    tokens = [t.split("=", 1)[0] for t in (sys.argv[1:] if argv is None else argv) if t.startswith("-")]
+    parsers = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
+            parsers.append(action.choices[getattr(args, action.dest)])
+    args.given = frozenset(a.dest for p in parsers for a in p._actions if set(a.option_strings) & set(tokens))
+    return args
+
+
+def given_options(args: argparse.Namespace) -> frozenset[str]:
+    """The options written on the command line (empty when `args` did not come from `parse`)."""
+    return getattr(args, "given", frozenset())
 
 
 def check_range(args: argparse.Namespace, **rules: str) -> None:

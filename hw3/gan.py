@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 
 from datasets import DeviceSampler, load_faces
@@ -18,8 +19,15 @@ from hw3.augment import DiffAugment, mirror, parse_policy
 from hw3.cli import UserError
 from models import Z_DIM, init_dcgan, truncate
 
-DEFAULT_LR = 2e-4  # both Adam rates; --lr has no argparse default, so --resume can tell whether it was given
 BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's BatchNorm statistics
+# probes that measured no gain and left the code (commit 38f8f44 has them): their values in the runs before
+REMOVED = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr_d": None, "d_warmup": 0}
+REMOVED_IN = "38f8f44"
+LR = 2e-4  # both Adam rates (the report's); --lr has no argparse default, so --resume can tell whether it was given
+# the report's configuration (--report), besides each script's report_args: no DiffAugment, EMA, mirroring, extra
+# faces or decay
+REPORT = {"diffaug": "none", "ema": 0.0, "xflip": False, "extra_share": 0.0, "extra_until": None,
+          "lr_decay_from": None, "lr": LR}
 
 
 @dataclass
@@ -33,9 +41,6 @@ class Nets:
     rank: int = 0   # under torchrun: this process's slice of every global batch
     world: int = 1
     augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # what D sees, real and fake (DiffAugment)
-    loss: str = "bce"  # adversarial loss: "bce" (the report's) or "hinge"
-    r1: float = 0.0    # weight of the R1 penalty on D's gradient at the (augmented) real images
-    train_g: bool = True  # False: the step updates D only (--d-warmup)
 
     def draw(self, make: Callable[[int], torch.Tensor], local: int) -> torch.Tensor:
         """This rank's slice of a global batch made by `make(global_size)` (noise, sampled labels): every rank
@@ -44,6 +49,22 @@ class Nets:
 
 
 Step = Callable[[Nets, torch.Tensor, "torch.Tensor | None", torch.Generator], dict[str, float]]
+
+
+def bce(logit: torch.Tensor, real: bool) -> torch.Tensor:
+    """BCE-with-logits against all-ones (real) or all-zeros (fake): the report's Sigmoid + BCE, computed stably."""
+    target = torch.ones_like(logit.float()) if real else torch.zeros_like(logit.float())
+    return F.binary_cross_entropy_with_logits(logit.float(), target)
+
+
+def d_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
+    """D's loss: real images toward 1, fakes toward 0."""
+    return bce(logit_real, True) + bce(logit_fake, False)
+
+
+def g_loss(logit_fake: torch.Tensor) -> torch.Tensor:
+    """G's non-saturating loss: its fakes toward 1."""
+    return bce(logit_fake, True)
 
 
 @dataclass(frozen=True)
@@ -58,7 +79,9 @@ class GanSpec:
     figure: Callable[[nn.Module, torch.Generator, torch.device], tuple[torch.Tensor, int]]  # -> images, columns
     step: Step                                  # one D update then one G update on a real batch
     conditional: bool = False                   # needs an attribute column
-    report_args: dict = field(default_factory=dict)  # what --report sets besides no DiffAugment and no EMA
+    report_args: dict = field(default_factory=dict)  # what --report sets besides REPORT (the script's own)
+    steps: int = 60_000                         # the recipe's length (--steps default)
+    report_epochs: int = 50                     # the report's length (--report default)
     # (args, G, D) -> None: weights to start from (a fresh run only, after the DCGAN init)
     warm_start: Callable[[argparse.Namespace, nn.Module, nn.Module], None] | None = None
 
@@ -104,17 +127,15 @@ class GANMethod:
 
     def update(self, step: int) -> dict[str, float]:
         factor = lr_factor(step, self.steps, self.args.lr_decay_from)
-        for opt, lr in ((self.nets.opt_g, self.args.lr), (self.nets.opt_d, self.args.lr_d or self.args.lr)):
+        for opt in (self.nets.opt_g, self.nets.opt_d):
             for group in opt.param_groups:
-                group["lr"] = lr * factor
+                group["lr"] = self.args.lr * factor
         until = self.args.extra_until
         share = self.args.extra_share if until is None or step < until else 0.0  # then a finish on face/train
         real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world, share)  # (B, 3, 64, 64)
         if self.args.xflip:
             real = mirror(real, self.rng, self.dist.rank, self.dist.world)
-        self.nets.train_g = step >= self.args.d_warmup
         out = self.spec.step(self.nets, real, labels, self.rng)
-        # "lr": G's rate (D's is --lr-d times the same factor)
         return out | {"lr": self.args.lr * factor, "epoch": (step + 1) * self.args.batch / len(self.sampler)}
 
     def after_step(self, step: int) -> None:
@@ -152,49 +173,70 @@ class GANMethod:
 
 def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
-    # the recorded config wins, except an explicit --steps (extends a run), --lr-decay-from (ends it) or learning rate
+    given = cli.given_options(args)
+    # the recorded config wins, except an explicit length or schedule (--steps extends a run, --lr a warm restart)
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind,
-                                     explicit_wins=("steps", "lr_decay_from", "lr", "lr_d"))
-    args.lr = DEFAULT_LR if args.lr is None else args.lr
-    if args.report:
-        args.diffaug, args.ema, args.loss, args.r1, args.lr_d, args.spectral_norm = "none", 0.0, "bce", 0.0, None, False
-        args.xflip, args.d_warmup, args.extra_share, args.extra_until = False, 0, 0.0, None
-        vars(args).update(spec.report_args)
+                                     explicit_wins=("steps", "lr_decay_from", "lr", "extra_until"))
+    if resume is not None:
+        recorded = resume["config"]
+        probes = [k for k, v in REMOVED.items() if recorded.get(k, v) != v]
+        if probes:
+            raise UserError(f"{args.run_dir} was trained with --{probes[0].replace('_', '-')} "
+                            f"{recorded[probes[0]]}, a probe removed from this code (commit {REMOVED_IN} has it)")
+        if "epochs" in given and "steps" not in given:
+            raise UserError("--resume takes --steps to change a run's length, not --epochs")
+    elif args.report:
+        report = {**REPORT, **spec.report_args}
+        mine = sorted(k for k in report if k in given and getattr(args, k) != report[k])
+        vars(args).update({k: v for k, v in report.items() if k not in mine})
+        if mine:  # an explicit option wins over --report's value, and says so
+            print("--report, except " + ", ".join(f"--{k.replace('_', '-')} {getattr(args, k)} (the report's: "
+                                                  f"{report[k]})" for k in mine))
+        if args.steps is None and args.epochs is None:
+            args.epochs = spec.report_epochs
+    if args.steps is not None and args.epochs is not None and {"steps", "epochs"} <= given:
+        raise UserError("give --steps or --epochs, not both")
+    if args.steps is None and args.epochs is None:
+        args.steps = spec.steps  # the recipe's length
+    args.lr = LR if args.lr is None else args.lr
+    cli.check_range(args, steps=">=1", epochs=">0", batch=">=1", lr=">0", betas="[0,1)", extra_share="[0,1)",
+                    ema="[0,1)", lr_decay_from=">=0", extra_until=">=0", sample_every=">=1", ckpt_every=">=1",
+                    log_every=">=1")
     try:
         policy = parse_policy(args.diffaug)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if not 0 <= args.extra_share < 1:
-        raise UserError(f"--extra-share must be in [0, 1), got {args.extra_share}")
-    if not 0 <= args.ema < 1:
-        raise UserError(f"--ema must be in [0, 1), got {args.ema}")
-    if args.r1 < 0 or args.lr <= 0 or (args.lr_d is not None and args.lr_d <= 0) or args.d_warmup < 0:
-        raise UserError("--r1 and --d-warmup must be >= 0, --lr and --lr-d > 0")
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
-    config = {"kind": spec.kind, **checkpoints.run_config(args)}
     data = load_faces(args.data, "train", attr)
     extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
     sampler = DeviceSampler(data, dist.device, rng, extra)
-    steps = args.steps or max(1, round(args.epochs * len(sampler) / args.batch))
-    config |= {"total_steps": steps, "train_images": len(sampler)}
+    steps = args.steps if args.steps is not None else max(1, round(args.epochs * len(sampler) / args.batch))
+    if args.lr_decay_from is None:  # the default schedule: the last sixth decays (older runs: a constant rate)
+        args.lr_decay_from = steps if resume is not None or args.report else steps - steps // 6
+    if args.extra_until is None:  # the default: a finish on face/train while the rate decays
+        args.extra_until = steps if resume is not None or args.report else args.lr_decay_from
+    for name in ("lr_decay_from", "extra_until"):
+        if getattr(args, name) > steps and name not in given and resume is not None:  # a run cut short by --steps
+            print(f"the run's {name} step {getattr(args, name)} lies past --steps {steps}: it ends before it")
+            setattr(args, name, steps)
+        if getattr(args, name) > steps:
+            raise UserError(f"--{name.replace('_', '-')} must be at most {steps} (the run's steps), "
+                            f"got {getattr(args, name)}")
+    config = {"kind": spec.kind, **checkpoints.run_config(args), "total_steps": steps, "train_images": len(sampler)}
     if extra is not None:
         config["extra_images"] = len(extra.images)
-    if args.extra_until is not None and not 0 <= args.extra_until <= steps:
-        raise UserError(f"--extra-until must be in [0, {steps}] (the run's steps), got {args.extra_until}")
-    if args.lr_decay_from is not None and not 0 <= args.lr_decay_from < steps:
-        raise UserError(f"--lr-decay-from must be in [0, {steps}) (the run's steps), got {args.lr_decay_from}")
     G, D = spec.build_g(config), spec.build_d(config)
     G.apply(init_dcgan), D.apply(init_dcgan)
     if spec.warm_start is not None and resume is None:  # before the run folder: a bad --init leaves nothing behind
         spec.warm_start(args, G, D)
     run = checkpoints.open_run(args.run_dir, config, args.resume, args.overwrite, dist)
     opt_g = distributed.adam(G.parameters(), args.lr, betas=tuple(args.betas))
-    opt_d = distributed.adam(D.parameters(), args.lr_d or args.lr, betas=tuple(args.betas))
+    opt_d = distributed.adam(D.parameters(), args.lr, betas=tuple(args.betas))
     nets = Nets(distributed.prepare_model(G, dist), distributed.prepare_model(D, dist), opt_g, opt_d, dist.rank,
-                dist.world, DiffAugment(policy, rng, dist.rank, dist.world), args.loss, args.r1)
+                dist.world, DiffAugment(policy, rng, dist.rank, dist.world))
     method = GANMethod(args, spec, nets, G, D, sampler, rng, dist, run, steps)
     nets.G.train(), nets.D.train()
     plan = loop.Schedule(steps, args.log_every, eval_every=0, ckpt_every=args.ckpt_every, stop_at=args.stop_at,
@@ -284,7 +326,7 @@ def sample(args: argparse.Namespace, spec: GanSpec) -> None:
     G, ck = load_generator(args.ckpt, spec, device)
     G = truncate(G, ck, args.truncation)
     if args.n is None:
-        out = cli.check_output_file(args.out, (".jpg", ".jpeg", ".png"))
+        out = cli.check_output_file(args.out, (".jpg", ".jpeg", ".png"), reads=(args.ckpt,), force=args.force)
         with torch.inference_mode():
             images, cols = spec.figure(G, torch.Generator().manual_seed(args.seed), device)
         save_grid(images, cols, out)
@@ -292,7 +334,7 @@ def sample(args: argparse.Namespace, spec: GanSpec) -> None:
         return
     if args.n < 1:
         raise UserError("--n must be at least 1")
-    folder = cli.make_folder(args.out)
+    folder = cli.output_folder(args.out, args.force, "sample folder")
     images, y = generate_n(G, spec, args.n, args.seed, device)
     for i, im in enumerate(images):
         name = f"{i:05d}.png" if y is None else f"{i:05d}_attr{int(y[i])}.png"
@@ -307,5 +349,5 @@ def export(args: argparse.Namespace, spec: GanSpec) -> None:
     ck = {**ck, "models": {"G": G.state_dict()}}  # ship it as G
     if args.truncation is not None:  # what sample and eval use unless told otherwise
         ck["config"] = {**ck["config"], "truncation": args.truncation}
-    out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",))
+    out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",), force=args.force)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")

@@ -11,71 +11,69 @@ import torch.nn as nn
 
 from datasets import list_images
 from hw3 import cli, distributed, loop
-from hw3.gan import DEFAULT_LR, GanSpec, export, load_generator, sample, train
+from hw3.gan import LR, REPORT, GanSpec, export, load_generator, sample, train
 from models import truncate
 
 
-def add_commands(p: argparse.ArgumentParser, batch: int, epochs: int) -> dict[str, argparse.ArgumentParser]:
-    """The sub-commands train / sample / eval / export with their shared options (report defaults)."""
+def add_commands(p: argparse.ArgumentParser, spec: GanSpec) -> dict[str, argparse.ArgumentParser]:
+    """The sub-commands train / sample / eval / export with their shared options (the recipe's defaults)."""
+    report = {**REPORT, **spec.report_args}
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train the GAN on the faces of --data")
     t.add_argument("--data", help="root of the course layout, face/train (default hw3_data, or the run's own with "
                                   "--resume)")
     t.add_argument("--run-dir", required=True, help="run folder: config.json, metrics.jsonl, last.pt, samples/")
-    t.add_argument("--epochs", type=float, default=epochs, help=f"passes over the training set (report: {epochs})")
-    t.add_argument("--steps", type=int, help="train for this many steps instead of --epochs")
-    t.add_argument("--batch", type=int, default=batch, help=f"report: {batch}")
-    t.add_argument("--lr", type=float, help=f"both learning rates (default {DEFAULT_LR}); with --resume an explicit "
+    t.add_argument("--steps", type=int, help=f"training steps (default {spec.steps}; with --resume: the run's, a "
+                                             "larger value extends it)")
+    t.add_argument("--epochs", type=float, help=f"passes over face/train instead of --steps (default: --steps; "
+                                                f"--report: {spec.report_epochs})")
+    t.add_argument("--batch", type=int, default=64, help=f"--report: {report['batch']}")
+    t.add_argument("--lr", type=float, help=f"both Adam learning rates (default {LR}); with --resume an explicit "
                                             "value wins, a warm restart of a decayed run")
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
     t.add_argument("--lr-decay-from", type=int, metavar="STEP",
-                   help="from this step, decay both learning rates linearly to ~0 at the last step (default: constant)")
+                   help="from this step, decay both learning rates linearly to ~0 at the last step (default: the "
+                        "last sixth of the steps; --report: none)")
     t.add_argument("--diffaug", default="color,translation,cutout",
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
-    t.add_argument("--loss", choices=["bce", "hinge"], default="bce", help="adversarial loss (report: bce)")
-    t.add_argument("--r1", type=float, default=0.0, help="weight of the R1 gradient penalty on real images (0: off)")
-    t.add_argument("--spectral-norm", action="store_true",
-                   help="spectral norm on every conv of D, in place of its BatchNorm (DCGAN networks)")
-    t.add_argument("--lr-d", type=float, help="the discriminator's learning rate (default --lr; TTUR: e.g. 4e-4 "
-                                              "with --lr 1e-4); with --resume an explicit value wins")
-    t.add_argument("--xflip", action="store_true", help="mirror each real face at random (twice the data for D)")
-    t.add_argument("--extra-share", type=float, default=0.0, metavar="P",
-                   help="draw each real face from <data>/face/extra (+ extra.csv) with probability P (default 0: "
-                        "face/train only; 0.8 mixes all 35,456 faces uniformly)")
+    t.add_argument("--no-xflip", dest="xflip", action="store_false",
+                   help="do not mirror real faces (default: each is mirrored with probability 1/2)")
+    t.add_argument("--extra-share", type=float, default=0.5, metavar="P",
+                   help="draw each real face from <data>/face/extra (+ extra.csv) with probability P (0: face/train "
+                        "only; 0.8: all 35,456 faces uniformly)")
     t.add_argument("--extra-until", type=int, metavar="STEP",
-                   help="from this step on, face/train only: a finish on the sharp faces (default: to the end)")
-    t.add_argument("--d-warmup", type=int, default=0, metavar="N",
-                   help="the first N steps update D only (a fresh D beside a warm-started G)")
+                   help="from this step on, face/train only: a finish on the sharp faces (default: --lr-decay-from)")
     t.add_argument("--report", action="store_true",
-                   help="the report's configuration: no DiffAugment, no EMA, BCE, no R1, one learning rate, no "
-                        "mirroring")
-    t.add_argument("--sample-every", type=int, default=250, help="write a grid from the fixed noise every N steps")
+                   help="the report's configuration: " + ", ".join(f"{k}={v}" for k, v in report.items())
+                        + f", {spec.report_epochs} epochs")
+    t.add_argument("--sample-every", type=int, default=1000, help="write a grid from the fixed noise every N steps")
     t.add_argument("--ckpt-every", type=int, default=250)
     loop.add_run_args(t, log_every=20, evaluates=False)  # FID is its own command
     s = sub.add_parser("sample", help="the graded figure (--out FILE) or N single PNGs (--n N --out DIR)")
-    s.add_argument("--ckpt", required=True)
-    s.add_argument("--out", required=True)
-    s.add_argument("--n", type=int, help="write N single PNGs into the folder --out")
+    s.add_argument("--ckpt", required=True, help="an export (checkpoints/) or a run's last.pt")
+    s.add_argument("--out", required=True, help="the figure (.jpg/.png), or with --n a folder of PNGs")
+    s.add_argument("--n", type=int, help="write N single PNGs into the folder --out (default: the graded figure)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
     e = sub.add_parser("eval", help="FID of generated faces against a folder of real faces")
-    e.add_argument("--ckpt", required=True)
+    e.add_argument("--ckpt", required=True, help="an export (checkpoints/) or a run's last.pt")
     e.add_argument("--data", default="hw3_data")
     e.add_argument("--real", help="folder of real images (default <data>/face/test)")
     e.add_argument("--n", type=int, default=1000, help="generated images")
     e.add_argument("--seed", type=int, default=1)
     e.add_argument("--no-floor", dest="floor", action="store_false",
                    help="skip the real-vs-real floor (--n training faces against the same real folder)")
-    e.add_argument("--json", help="also write the numbers to this JSON file")
+    e.add_argument("--json", help="also write the numbers to this JSON file (default: none)")
     e.add_argument("--device", default="auto")
     x = sub.add_parser("export", help="a run's generator as a small fp16 checkpoint to ship")
     x.add_argument("--ckpt", required=True, help="a run's last.pt")
-    x.add_argument("--out", required=True)
+    x.add_argument("--out", required=True, help="the export (.pt); the run's config and numbers go beside it")
     for cmd, says in ((s, "default: the checkpoint's, else 1"), (e, "default: the checkpoint's, else 1"),
                       (x, "recorded in the export for sample and eval; default: none")):
         cmd.add_argument("--truncation", type=float, metavar="PSI",
                          help=f"draw the noise with standard deviation PSI in (0, 1] ({says})")
+        cli.add_force(cmd)
     return {"train": t, "sample": s, "eval": e, "export": x}
 
 
@@ -98,9 +96,10 @@ def check_eval_args(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     """Fail before the slow part: the real folder (--real, or <data>/face/test) must hold images and --json must be
     a writable .json path. Returns the real images, and --n training faces for the floor (a seeded sample of
     <data>/face/train; none with --no-floor)."""
+    cli.check_range(args, n=">=1")
     real = list_images(args.real or Path(args.data) / "face" / "test")
     if args.json:
-        cli.check_output_file(args.json, (".json",))
+        cli.check_output_file(args.json, (".json",), reads=(args.ckpt,), force=args.force)
     if not args.floor:
         return real, []
     train = list_images(Path(args.data) / "face" / "train")

@@ -90,9 +90,10 @@ def demo_face(smiling: int, male: int, rng: random.Random) -> Image.Image:
     return im.filter(ImageFilter.GaussianBlur(0.5))
 
 
-def write_demo(out: str | Path, n_digits: tuple[int, int] = (1000, 300), n_faces: tuple[int, int] = (512, 128),
+def write_demo(out: str | Path, n_digits: tuple[int, int] = (1000, 300), n_faces: tuple[int, ...] = (512, 128),
                domains: tuple[str, ...] = DOMAINS, seed: int = 0) -> Path:
-    """Write a synthetic data set in the course layout under `out` (digits/<domain>/..., face/...)."""
+    """Write a synthetic data set in the course layout under `out` (digits/<domain>/..., face/{train,test,extra});
+    `n_faces` is (train, test) or (train, test, extra); extra defaults to half of train."""
     out = Path(out)
     for name in domains:
         for split, n in zip(("train", "test"), n_digits):
@@ -105,7 +106,8 @@ def write_demo(out: str | Path, n_digits: tuple[int, int] = (1000, 300), n_faces
                 demo_digit(name, label, rng).save(folder / f"{i:05d}.png")
                 rows.append(f"{i:05d}.png,{label}\n")
             (out / "digits" / name / f"{split}.csv").write_text("image_name,label\n" + "".join(rows))
-    for split, n in zip(("train", "test"), n_faces):
+    n_extra = n_faces[2] if len(n_faces) > 2 else n_faces[0] // 2
+    for split, n in zip(("train", "test", "extra"), (*n_faces[:2], n_extra)):
         if n == 0:
             continue
         rng = random.Random(f"{seed}-face-{split}")
@@ -114,8 +116,14 @@ def write_demo(out: str | Path, n_digits: tuple[int, int] = (1000, 300), n_faces
         rows = []
         for i in range(n):
             smiling, male = i % 2 if i < 2 else rng.randrange(2), rng.randrange(2)
-            demo_face(smiling, male, rng).save(folder / f"{i:05d}.png")
-            rows.append(f"{i:05d}.png,{float(male)},{float(smiling)}\n")
+            face = demo_face(smiling, male, rng)
+            if split == "extra":  # like the real face/extra: other names, JPEG, blurrier
+                name = f"{10001 + i:06d}.jpg"
+                face.filter(ImageFilter.GaussianBlur(1)).save(folder / name, quality=90)
+            else:
+                name = f"{i:05d}.png"
+                face.save(folder / name)
+            rows.append(f"{name},{float(male)},{float(smiling)}\n")
         (out / "face" / f"{split}.csv").write_text("image_name,Male,Smiling\n" + "".join(rows))
     return out
 

@@ -1,7 +1,7 @@
 """P1 DCGAN / P2 ACGAN: shapes, the D step, ACGAN labels, exact resume, sampling, hw3_p1p2.sh, FID, bad input."""
 from __future__ import annotations
 
-import copy
+import argparse
 import json
 import os
 import subprocess
@@ -19,7 +19,7 @@ from PIL import Image
 
 import p1_dcgan
 import p2_acgan
-from hw3 import augment, checkpoints, cli, fid, gan, gan_losses
+from hw3 import augment, checkpoints, cli, fid, gan
 from models import (
     Z_DIM,
     ACGANDiscriminator,
@@ -105,9 +105,9 @@ def test_acgan_init_from_a_p1_run(demo_root, shipped, tmp_path, monkeypatch, cap
     args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY]
     r = in_process(p2_acgan, [*args, "--init", str(shipped / "p1_dcgan" / "last.pt")], monkeypatch, capsys)
     assert r.returncode == 0 and "warm start" in r.stdout and "step 2" in r.stdout
-    r = in_process(p2_acgan, [*args, "--overwrite", "--arch", "report", "--init",
+    r = in_process(p2_acgan, [*args, "--overwrite", "--report", "--init",
                               str(shipped / "p1_dcgan" / "last.pt")], monkeypatch, capsys)
-    assert_clean_error(r, "--arch dcgan")
+    assert_clean_error(r, "--init starts from a DCGAN")
     r = in_process(p2_acgan, ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "new"), *TINY, "--init",
                               str(tmp_path / "missing.pt")], monkeypatch, capsys)
     assert_clean_error(r, "not found")
@@ -164,10 +164,11 @@ def test_resume_is_exact(demo_root, tmp_path, module):
     args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "2",
             "--ckpt-every", "2"]
     module.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"])
-    module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "2"])
-    module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume"])
+    module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "4", "--stop-at", "2"])
+    module.main(["train", "--run-dir", str(tmp_path / "b"), "--resume"])  # the recorded config comes back
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
     assert a["step"] == b["step"] == 4
+    assert a["config"]["extra_share"] == 0.5 and a["config"]["extra_images"] > 0  # the defaults draw extra faces
     assert set(a["models"]) == {"G", "D", "G_ema"}  # the default run keeps a weight average
     for net in ("G", "D", "G_ema"):
         for k, v in a["models"][net].items():
@@ -190,7 +191,7 @@ def test_sample_is_deterministic_and_sized(shipped, tmp_path):
         module.main(["sample", "--ckpt", ck, "--out", str(tmp_path / name / "other.jpg"), "--seed", "6"])
         assert (tmp_path / name / "other.jpg").read_bytes() != x
         module.main(["sample", "--ckpt", ck, "--n", "3", "--out", str(tmp_path / name / "many")])
-        files = sorted((tmp_path / name / "many").iterdir())
+        files = sorted((tmp_path / name / "many").glob("*.png"))
         assert len(files) == 3 and Image.open(files[0]).size == (64, 64)
 
 
@@ -407,9 +408,9 @@ def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path
         for k, v in a["models"][net].items():
             assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
     assert a["config"]["lr_decay_from"] == b["config"]["lr_decay_from"] == 2
-    r = in_process(p1_dcgan, [*args, "--run-dir", str(tmp_path / "c"), "--steps", "4", "--lr-decay-from", "4"],
+    r = in_process(p1_dcgan, [*args, "--run-dir", str(tmp_path / "c"), "--steps", "4", "--lr-decay-from", "5"],
                    monkeypatch, capsys)
-    assert r.returncode != 0 and "--lr-decay-from must be in [0, 4)" in r.stderr
+    assert_clean_error(r, "--lr-decay-from must be at most 4")
     assert not (tmp_path / "c").exists()
 
 
@@ -427,91 +428,14 @@ def test_warm_restart_of_a_decayed_run(demo_root, tmp_path, monkeypatch, capsys)
     assert ck["config"]["lr"] == 4e-4 and json.loads((tmp_path / "a" / "config.json").read_text())["lr"] == 4e-4
     assert [ck["optimizers"][n]["param_groups"][0]["lr"] for n in "GD"] == pytest.approx([2e-4, 2e-4])
     r = in_process(p1_dcgan, [*args, "--steps", "8", "--resume", "--lr", "0"], monkeypatch, capsys)
-    assert r.returncode != 0 and "--lr and --lr-d > 0" in r.stderr
+    assert_clean_error(r, "--lr must be > 0")
 
 
 def test_adversarial_losses_by_hand():
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([-2.0, 0.5])
-    # hinge: mean(max(0, 1 - [2, 0])) + mean(max(0, 1 + [-2, 0.5])) = 0.5 + 0.75; G: -mean(fake) = 0.75
-    assert gan_losses.d_adversarial_loss(real, fake, "hinge").item() == pytest.approx(1.25)
-    assert gan_losses.g_adversarial_loss(fake, "hinge").item() == pytest.approx(0.75)
     bce = F.binary_cross_entropy_with_logits
-    assert gan_losses.d_adversarial_loss(real, fake, "bce").item() == pytest.approx(
-        (bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))).item())
-    assert gan_losses.g_adversarial_loss(fake, "bce").item() == pytest.approx(bce(fake, torch.ones(2)).item())
-
-
-def test_r1_penalty_by_hand():
-    """D(x) = <w, x>: its gradient at every image is w, so R1 = weight / 2 * ||w||^2 and its gradient on w is
-    weight * w."""
-    w = torch.randn(3, 4, 4, requires_grad=True)
-    nets = gan.Nets(nn.Identity(), nn.Identity(), None, None, r1=0.5)
-    x = gan_losses.real_input(nets, torch.randn(5, 3, 4, 4))
-    assert x.requires_grad and x.is_leaf
-    penalty = gan_losses.r1_penalty((x * w).sum((1, 2, 3)), x, 0.5)
-    assert penalty.item() == pytest.approx(0.25 * w.pow(2).sum().item(), rel=1e-5)
-    penalty.backward()
-    assert torch.allclose(w.grad, 0.5 * w.detach(), rtol=1e-5)
-    plain = gan.Nets(nn.Identity(), nn.Identity(), None, None)  # no R1: the augmented batch as it is
-    assert not gan_losses.real_input(plain, torch.randn(2, 3)).requires_grad
-
-
-def test_r1_reaches_the_discriminator_and_not_the_generator():
-    """The same D step with and without R1: D's gradients differ, G gets none either way."""
-    torch.manual_seed(0)
-    G, D = DCGANGenerator(), DCGANDiscriminator()
-    real, z = torch.rand(4, 3, 64, 64) * 2 - 1, torch.randn(4, Z_DIM)
-    grads = []
-    for r1 in (0.0, 10.0):
-        G.zero_grad(set_to_none=True)
-        nets = make_nets(G, copy.deepcopy(D))
-        nets.r1, nets.opt_d = r1, torch.optim.SGD(nets.D.parameters(), lr=0.0)  # lr 0: D stays as it was
-        out = p1_dcgan.d_step(nets, real, nets.G(z))
-        assert all(p.grad is None for p in G.parameters())
-        grads.append(torch.cat([p.grad.flatten() for p in nets.D.parameters()]))
-    assert out["r1"] > 0 and not torch.allclose(grads[0], grads[1])
-
-
-def test_spectral_norm_discriminator():
-    """--spectral-norm: no BatchNorm in D, and each conv's weight (as a matrix) has a largest singular value ~1 once
-    the power iteration has run a few train-mode passes; the DCGAN init reaches the raw weights."""
-    torch.manual_seed(0)
-    D = DCGANDiscriminator(spectral=True)
-    D.apply(init_dcgan)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in D.modules())
-    raw = D.net[1][0].parametrizations.weight.original
-    assert raw.std().item() == pytest.approx(0.02, rel=0.05)
-    for _ in range(30):
-        D(torch.randn(2, 3, 64, 64))
-    convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
-    assert len(convs) == 5
-    for conv in convs:
-        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
-        assert sigma == pytest.approx(1.0, abs=0.05)
-    rf, attr = ConditionalDCGANDiscriminator(spectral=True)(torch.randn(2, 3, 64, 64))
-    assert rf.shape == (2,) and attr.shape == (2, 2)
-
-
-@pytest.mark.parametrize("module", [p1_dcgan, p2_acgan], ids=["p1", "p2"])
-def test_levers_train_and_resume_exactly(demo_root, tmp_path, module):
-    """Hinge loss, R1, spectral norm and a discriminator rate of its own: 2 + 2 steps resumed end as 4 steps do, and
-    each optimizer ends with its own rate; --report turns every lever off."""
-    args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "4",
-            "--ckpt-every", "2", "--loss", "hinge", "--r1", "1", "--spectral-norm", "--lr", "1e-4", "--lr-d", "4e-4"]
-    module.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"])
-    module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "2"])
-    module.main(["train", "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume"])  # the config comes back
-    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
-    for net in ("G", "D"):
-        for k, v in a["models"][net].items():
-            assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
-    assert a["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
-    assert a["optimizers"]["D"]["param_groups"][0]["lr"] == pytest.approx(4e-4)
-    assert any("parametrizations" in k for k in a["models"]["D"])
-    assert all("r1" in m for m in checkpoints.read_metrics(tmp_path / "a" / "metrics.jsonl"))
-    module.main([*args, "--run-dir", str(tmp_path / "c"), "--steps", "1", "--report"])
-    config = json.loads((tmp_path / "c" / "config.json").read_text())
-    assert (config["loss"], config["r1"], config["spectral_norm"], config["lr_d"]) == ("bce", 0.0, False, None)
+    assert gan.d_loss(real, fake).item() == pytest.approx((bce(real, torch.ones(2)) + bce(fake, torch.zeros(2))).item())
+    assert gan.g_loss(fake).item() == pytest.approx(bce(fake, torch.ones(2)).item())
 
 
 def test_recalibrate_batchnorm_by_hand():
@@ -557,52 +481,160 @@ def test_mirror_by_hand():
     assert torch.equal(torch.cat(halves), out)
 
 
-def weights(state: dict) -> dict:
-    """The learned tensors of a state_dict (BatchNorm running statistics move in any train-mode forward)."""
-    return {k: v.float() for k, v in state.items() if "running" not in k and "num_batches" not in k}
 
 
-def test_p1_init_d_warmup_xflip_and_exact_resume(demo_root, shipped, tmp_path, monkeypatch, capsys):
-    """--init from an export loads its generator; --d-warmup 2 leaves G's weights alone for 2 steps while D learns;
-    then G trains; with --xflip, 2 + 2 resumed steps end as 4 do; --report turns both off."""
-    export = shipped / "ckpt" / "p1_dcgan.pt"
+# ----------------------------------------------------------------------------- the surface (issues 37, 38)
+
+
+@pytest.mark.parametrize("module", [p1_dcgan, p2_acgan], ids=["p1", "p2"])
+def test_help_shows_every_default_and_train_has_at_most_30_options(module, monkeypatch):
+    """Every option that takes a value says its default in --help; train keeps at most 30 options."""
+    seen = {}
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", lambda self, argv=None: seen.setdefault("p", self) and
+                        (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        module.main(["train"])
+    subs = next(a for a in seen["p"]._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for cmd, sub in subs.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if action.required or not action.option_strings or action.nargs == 0:
+                continue
+            assert "default" in formatter._expand_help(action), f"{cmd} {action.option_strings[-1]}"
+        if cmd == "train":
+            assert sum(1 for a in sub._actions if a.option_strings and "-h" not in a.option_strings) <= 30
+
+
+def test_extra_faces_share_and_finish_by_hand():
+    """share 0 draws exactly as a sampler without extra faces; share P takes ~P of each batch from the extra set."""
+    from datasets import DeviceSampler, ImageSet
+
+    train = ImageSet(torch.zeros(50, 3, 4, 4, dtype=torch.uint8), [f"t{i}" for i in range(50)], torch.zeros(50).long())
+    extra = ImageSet(torch.full((30, 3, 4, 4), 255, dtype=torch.uint8), [f"x{i}" for i in range(30)],
+                     torch.ones(30).long())
+    plain = DeviceSampler(train, torch.device("cpu"), torch.Generator().manual_seed(0))
+    mixed = DeviceSampler(train, torch.device("cpu"), torch.Generator().manual_seed(0), extra)
+    a, b = plain.sample(16), mixed.sample(16, share=0.0)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    images, labels = mixed.sample(4000, share=0.3)
+    from_extra = images[:, 0, 0, 0] > 0  # extra faces are white, train faces black
+    assert torch.equal(from_extra.long(), labels)  # the labels come from the same set as the images
+    assert 0.27 < from_extra.float().mean().item() < 0.33
+
+
+def test_extra_until_finishes_on_face_train(demo_root, tmp_path):
+    """--extra-until 2 on a 4-step run: the config records it, and the steps after it draw face/train only (the
+    same weights as a run with --extra-share 0 from that step are not expected; the share is checked by hand above)
+    -- here: a run whose extra faces end at step 0 equals a run without them."""
     args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "4",
-            "--ckpt-every", "2", "--init", str(export), "--d-warmup", "2", "--xflip"]
-    r = in_process(p1_dcgan, [*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"], monkeypatch, capsys)
-    assert r.returncode == 0 and "generator only" in r.stdout
-    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "2"])
-    start = weights(torch.load(export, weights_only=True)["models"]["G"])
-    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
-    assert all(torch.equal(v, start[k]) for k, v in weights(b["models"]["G"]).items())
-    assert not b["optimizers"]["G"]["state"] and b["optimizers"]["D"]["state"]  # only D's optimizer stepped
-    assert all("loss_g" not in m for m in checkpoints.read_metrics(tmp_path / "b" / "metrics.jsonl"))
-    p1_dcgan.main(["train", "--run-dir", str(tmp_path / "b"), "--steps", "4", "--resume"])
-    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
-    for net in ("G", "D", "G_ema"):
-        for k, v in a["models"][net].items():
-            assert torch.equal(v, b["models"][net][k]), f"{net}.{k} differs after resume"
-    assert not all(torch.equal(v, start[k]) for k, v in weights(a["models"]["G"]).items())  # G trained after warm-up
-    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "c"), "--steps", "1", "--report"])
-    config = json.loads((tmp_path / "c" / "config.json").read_text())
-    assert (config["xflip"], config["d_warmup"]) == (False, 0)
+            "--ckpt-every", "4", "--steps", "3"]
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "a"), "--extra-share", "0.5", "--extra-until", "0"])
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "b"), "--extra-share", "0"])
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "c"), "--extra-share", "0.5"])
+    a, b, c = (torch.load(tmp_path / r / "last.pt", weights_only=True)["models"]["G"] for r in "abc")
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert not all(torch.equal(v, c[k]) for k, v in a.items())
 
 
-def test_p1_init_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
-    args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "new"), *TINY]
-    r = in_process(p1_dcgan, [*args, "--init", str(tmp_path / "missing.pt")], monkeypatch, capsys)
-    assert_clean_error(r, "not found")
-    r = in_process(p1_dcgan, [*args, "--init", str(shipped / "ckpt" / "p2_acgan.pt")], monkeypatch, capsys)
-    assert_clean_error(r, "p1_dcgan")
-    r = in_process(p1_dcgan, [*args, "--d-warmup", "-1"], monkeypatch, capsys)
-    assert_clean_error(r, "--d-warmup")
-    assert not (tmp_path / "new").exists()  # a bad --init leaves no run folder behind
+def test_a_run_of_a_removed_probe_is_refused_on_resume(demo_root, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(run), *TINY, "--stop-at", "1",
+                   "--steps", "3"])
+    ck = torch.load(run / "last.pt", weights_only=True)
+    ck["config"]["loss"] = "hinge"  # what a run of the removed --loss probe recorded
+    torch.save(ck, run / "last.pt")
+    r = in_process(p1_dcgan, ["train", "--run-dir", str(run), "--resume"], monkeypatch, capsys)
+    assert_clean_error(r, "--loss hinge", gan.REMOVED_IN)
+    ck["config"]["loss"] = "bce"  # the default value of a removed option resumes
+    torch.save(ck, run / "last.pt")
+    assert in_process(p1_dcgan, ["train", "--run-dir", str(run), "--resume"], monkeypatch, capsys).returncode == 0
 
 
-def test_acgan_d_warmup_and_xflip(demo_root, tmp_path):
-    """P2 shares the flags: with --d-warmup 2, two steps update D only (G's optimizer never steps)."""
-    p2_acgan.main(["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY, "--d-warmup", "2",
-                   "--xflip"])
-    ck = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
-    assert not ck["optimizers"]["G"]["state"] and ck["optimizers"]["D"]["state"]
-    assert ck["config"]["xflip"] and all("loss_g" not in m for m in checkpoints.read_metrics(tmp_path / "r" /
-                                                                                               "metrics.jsonl"))
+@pytest.mark.parametrize("bad, words", [
+    (["--batch", "0"], ["--batch must be >= 1"]),
+    (["--steps", "-5"], ["--steps must be >= 1"]),
+    (["--lr", "0"], ["--lr must be > 0"]),
+    (["--extra-share", "1.5"], ["--extra-share"]),
+    (["--ema", "1"], ["--ema"]),
+    (["--steps", "4", "--epochs", "1"], ["--steps or --epochs"]),
+    (["--report", "--epochs", "0"], ["--epochs must be > 0"]),
+    (["--extra-until", "9"], ["--extra-until must be at most 2"]),
+])
+def test_bad_numbers_are_one_line_and_leave_no_run_folder(demo_root, tmp_path, monkeypatch, capsys, bad, words):
+    args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), "--steps", "2", "--batch", "8"]
+    if "--steps" in bad or "--epochs" in bad:
+        args = args[:5] + args[7:]
+    r = in_process(p1_dcgan, [*args, *bad], monkeypatch, capsys)
+    assert_clean_error(r, *words)
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_says_which_of_its_settings_an_explicit_option_replaced(demo_root, tmp_path, monkeypatch, capsys):
+    r = in_process(p1_dcgan, ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), "--report",
+                              "--steps", "1", "--batch", "8", "--diffaug", "color"], monkeypatch, capsys)
+    assert r.returncode == 0 and "--report, except --batch 8 (the report's: 128), --diffaug color" in r.stdout
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (config["batch"], config["diffaug"], config["ema"], config["xflip"]) == (8, "color", 0.0, False)
+
+
+def test_resume_honours_an_explicit_length_and_refuses_epochs(demo_root, tmp_path, monkeypatch, capsys):
+    args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY]
+    p1_dcgan.main(args)
+    p1_dcgan.main(["train", "--run-dir", str(tmp_path / "r"), "--resume", "--steps", "3"])
+    assert torch.load(tmp_path / "r" / "last.pt", weights_only=True)["step"] == 3
+    r = in_process(p1_dcgan, ["train", "--run-dir", str(tmp_path / "r"), "--resume", "--epochs", "9"],
+                   monkeypatch, capsys)
+    assert_clean_error(r, "--resume takes --steps")
+
+
+def test_no_output_overwrites_what_the_user_has(demo_root, shipped, tmp_path, monkeypatch, capsys):
+    """sample --n into a folder of real faces, export over its own input or over shipped weights, eval --json
+    over a shipped JSON: refused with one line naming the path; --force, or an earlier output of the same kind,
+    goes ahead."""
+    export = str(shipped / "ckpt" / "p1_dcgan.pt")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "00000.png").write_bytes((demo_root / "face" / "train" / "00000.png").read_bytes())
+    before = (faces / "00000.png").read_bytes()
+    r = in_process(p1_dcgan, ["sample", "--ckpt", export, "--n", "2", "--out", str(faces)], monkeypatch, capsys)
+    assert_clean_error(r, str(faces), "--force")
+    assert (faces / "00000.png").read_bytes() == before
+    p1_dcgan.main(["sample", "--ckpt", export, "--n", "2", "--out", str(tmp_path / "mine")])
+    p1_dcgan.main(["sample", "--ckpt", export, "--n", "3", "--out", str(tmp_path / "mine")])  # its own: again
+    assert len(list((tmp_path / "mine").glob("*.png"))) == 3
+    p1_dcgan.main(["sample", "--ckpt", export, "--n", "1", "--out", str(faces), "--force"])
+    last = str(shipped / "p1_dcgan" / "last.pt")
+    r = in_process(p1_dcgan, ["export", "--ckpt", last, "--out", last], monkeypatch, capsys)
+    assert_clean_error(r, "reads")
+    monkeypatch.setattr(cli, "SHIPPED", tmp_path / "ship")
+    (tmp_path / "ship").mkdir()
+    (tmp_path / "ship" / "p1_dcgan.pt").write_bytes(Path(export).read_bytes())
+    r = in_process(p1_dcgan, ["export", "--ckpt", last, "--out", str(tmp_path / "ship" / "p1_dcgan.pt")],
+                   monkeypatch, capsys)
+    assert_clean_error(r, "shipped", "--force")
+    assert (tmp_path / "ship" / "p1_dcgan.pt").read_bytes() == Path(export).read_bytes()
+    p1_dcgan.main(["export", "--ckpt", last, "--out", str(tmp_path / "ship" / "p1_dcgan.pt"), "--force"])
+    (tmp_path / "ship" / "p1_dcgan.json").write_text("{}")
+    r = in_process(p1_dcgan, ["eval", "--ckpt", export, "--data", str(demo_root), "--n", "4", "--json",
+                              str(tmp_path / "ship" / "p1_dcgan.json")], monkeypatch, capsys)
+    assert_clean_error(r, "shipped")
+
+
+def test_a_new_judge_goes_to_the_cache_with_a_line(demo_root, monkeypatch, capsys):
+    from datasets import cache_dir
+    from hw3 import attribute_judge
+
+    net, info = attribute_judge.load_or_train_classifier(None, demo_root, "Male", torch.device("cpu"))
+    out = capsys.readouterr().out
+    path = cache_dir() / "p2_Male_classifier.pt"
+    assert "no judge for 'Male'" in out and str(path) in out and path.is_file()
+    assert not (cli.SHIPPED / "p2_Male_classifier.pt").exists()
+    attribute_judge.load_or_train_classifier(None, demo_root, "Male", torch.device("cpu"))
+    assert "no judge" not in capsys.readouterr().out  # the second time it is read back
+
+
+def test_shipped_generators_still_load_and_draw_the_docs_figures(tmp_path):
+    """The shipped exports (trained before the probes left) load with today's code and draw docs/fig*_2.jpg."""
+    for module, name, fig in ((p1_dcgan, "p1_dcgan", "fig1_2.jpg"), (p2_acgan, "p2_acgan", "fig2_2.jpg")):
+        module.main(["sample", "--ckpt", str(ROOT / "checkpoints" / f"{name}.pt"), "--out", str(tmp_path / fig)])
+        assert (tmp_path / fig).read_bytes() == (ROOT / "docs" / fig).read_bytes()

@@ -14,7 +14,7 @@ from conftest import ROOT, assert_clean_error, run_main
 
 import p1_dcgan
 import p3_dann
-from hw3 import checkpoints, gan_losses
+from hw3 import checkpoints, gan
 
 
 def train_cmd(demo_root, run, steps="100000"):
@@ -116,14 +116,14 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, m
 
 def test_gan_divergence_stops_with_the_step_and_keeps_last_good(demo_root, tmp_path, monkeypatch):
     """A DCGAN whose losses turn to Inf at step 5: a clean error naming step 5, last.pt at step 4, finite."""
-    real_loss = gan_losses.gan_losses_real_fake
+    real_loss = gan.bce
     calls = {"n": 0}
 
     def diverging(logit, real):
         calls["n"] += 1  # three calls per step (D real, D fake, G)
         return real_loss(logit, real) * (float("inf") if calls["n"] > 12 else 1.0)
 
-    monkeypatch.setattr(gan_losses, "gan_losses_real_fake", diverging)
+    monkeypatch.setattr(gan, "bce", diverging)
     run = tmp_path / "run"
     r = run_main(p1_dcgan.main, "train", "--data", str(demo_root), "--steps", "20", "--batch", "8",
                  "--ckpt-every", "2", "--log-every", "1", "--run-dir", str(run))
