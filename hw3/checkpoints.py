@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -36,10 +37,26 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Put back what rng_state saved; CUDA states only for the GPUs visible now (a run saved on 2 GPUs resumes on 1,
+    one saved on a CPU on a GPU)."""
     torch.set_rng_state(state["torch"])
     random.setstate((3, tuple(state["python"]), None))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        for index, cuda_state in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
+
+
+def restore_generator(rng: torch.Generator, state: torch.Tensor) -> None:
+    """Put a saved batch generator's state back. A state saved on another kind of device (a CPU generator's cannot
+    enter a CUDA one, nor the reverse) seeds the generator from a hash of it instead: the run goes on
+    deterministically, not identically (no device gives another's random numbers), and says so."""
+    try:
+        rng.set_state(state)
+    except RuntimeError:
+        seed = int.from_bytes(hashlib.sha256(state.cpu().numpy().tobytes()).digest()[:8], "little")
+        rng.manual_seed(seed)
+        print(f"resuming on {rng.device.type} a run saved on another device: its batch generator is re-seeded "
+              f"from the saved state ({seed}); the run continues deterministically, not bit-identically")
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:

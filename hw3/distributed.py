@@ -94,10 +94,27 @@ def precision(device: torch.device) -> str:
 
 
 def autocast(device: torch.device, training: bool = True) -> contextlib.AbstractContextManager:
-    """bf16 autocast where the precision says so; inference on CPU always stays fp32 (exact predictions)."""
-    if precision(device) == "fp32" or (device.type == "cpu" and not training):
+    """bf16 autocast where the precision says so, for training; inference (predictions, AdaBN statistics, selection
+    scores) runs in exact fp32 on every device, so a GPU gives the labels a CPU gives."""
+    if not training:
+        return exact_fp32()
+    if precision(device) == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """No autocast and no TF32 inside (CUDA matmuls and convolutions in full fp32); the flags come back after."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        with contextlib.ExitStack() as stack:
+            for kind in ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",):
+                stack.enter_context(torch.autocast(kind, enabled=False))
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
 def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999),

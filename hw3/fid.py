@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from datasets import cache_dir, decode_many
 from hw3.cli import UserError
+from hw3.distributed import exact_fp32
 
 
 def inception_weights() -> Path:
@@ -45,7 +46,8 @@ class Inception:
         for i in tqdm(range(0, len(images), batch), desc=desc, leave=False, disable=len(images) <= batch):
             x = np.stack([self.resize(im.permute(1, 2, 0).numpy()) for im in images[i:i + batch]])
             x = torch.from_numpy(x).permute(0, 3, 1, 2).to(self.device)  # (B, 3, 299, 299)
-            feats.append(self.net((x - 128) / 128).double().cpu().numpy())
+            with exact_fp32():  # the same features on a GPU as on a CPU (no TF32)
+                feats.append(self.net((x - 128) / 128).double().cpu().numpy())
         return np.concatenate(feats)
 
 

@@ -132,6 +132,59 @@ def test_precision_choices():
     distributed.set_precision("auto", cpu)
 
 
+def test_inference_is_exact_fp32_on_every_device():
+    """autocast(training=False) is exact fp32 on CUDA too: no autocast, no TF32 inside, the flags restored after."""
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # what setup() sets on CUDA
+    try:
+        distributed.set_precision("auto", torch.device("cpu"))  # auto: bf16 training on CUDA
+        with distributed.autocast(torch.device("cuda"), training=False):
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+            assert not torch.is_autocast_enabled("cpu")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert isinstance(distributed.autocast(torch.device("cuda")), torch.autocast)  # training keeps bf16
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
+def test_cuda_rng_states_come_back_for_the_gpus_there_are(monkeypatch):
+    """A run saved on 2 GPUs resumes on 1 (only GPU 0's state is set); one saved on a CPU has none to set."""
+    from hw3 import checkpoints
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((int(state[0]), device)))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("sets every saved GPU"))
+    state = {"torch": torch.get_rng_state(), "python": list(__import__("random").getstate()[1])}
+    checkpoints.set_rng_state({**state, "cuda": [torch.tensor([7], dtype=torch.uint8),
+                                                 torch.tensor([9], dtype=torch.uint8)]})
+    assert calls == [(7, 0)]
+    checkpoints.set_rng_state(state)
+    assert calls == [(7, 0)]
+
+
+def test_a_batch_generator_saved_on_another_device_resumes_deterministically(capsys):
+    """A CUDA generator's state (16 bytes) cannot enter a CPU generator (nor the reverse): the generator is seeded
+    from it instead, the same way every time, with a line saying so; a state of the same device is put back."""
+    from hw3 import checkpoints
+
+    foreign = torch.arange(16, dtype=torch.uint8)  # the size of a CUDA (Philox) generator's state
+    draws = []
+    for _ in range(2):
+        rng = torch.Generator().manual_seed(123)
+        checkpoints.restore_generator(rng, foreign)
+        draws.append(torch.rand(4, generator=rng))
+    assert torch.equal(draws[0], draws[1])
+    assert not torch.equal(draws[0], torch.rand(4, generator=torch.Generator().manual_seed(123)))
+    assert "another device" in capsys.readouterr().out
+    same = torch.Generator().manual_seed(5)
+    saved, want = same.get_state(), torch.rand(3, generator=same)
+    rng = torch.Generator()
+    checkpoints.restore_generator(rng, saved)
+    assert torch.equal(torch.rand(3, generator=rng), want) and capsys.readouterr().out == ""
+
+
 def test_adabn_recomputes_batchnorm_statistics_on_the_given_images():
     from hw3 import evaluation
 
