@@ -638,3 +638,21 @@ def test_shipped_generators_still_load_and_draw_the_docs_figures(tmp_path):
     for module, name, fig in ((p1_dcgan, "p1_dcgan", "fig1_2.jpg"), (p2_acgan, "p2_acgan", "fig2_2.jpg")):
         module.main(["sample", "--ckpt", str(ROOT / "checkpoints" / f"{name}.pt"), "--out", str(tmp_path / fig)])
         assert (tmp_path / fig).read_bytes() == (ROOT / "docs" / fig).read_bytes()
+
+
+def test_shipped_json_names_its_command_or_says_it_came_from_a_chain():
+    """Each checkpoints/p1|p2 JSON records the one command that trains it; weights from a chain of runs say so and
+    list the chain."""
+    for name, module in (("p1_dcgan", p1_dcgan), ("p2_acgan", p2_acgan)):
+        record = json.loads((ROOT / "checkpoints" / f"{name}.json").read_text())
+        assert "command" in record
+        if record["command"] is None:
+            assert "chain" in record["command_note"] and record["trained"]["history"]
+            continue
+        argv = record["command"].split()
+        assert argv[:3] == ["python", f"{name}.py", "train"]
+        parser = argparse.ArgumentParser()
+        module.gan_cli.add_commands(parser, module.SPEC)
+        args = parser.parse_args(argv[2:])
+        assert all(getattr(args, k) == v for k, v in record["config"].items() if hasattr(args, k) and
+                   getattr(args, k) is not None and k not in ("data", "run_dir", "seed"))
