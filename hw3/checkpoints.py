@@ -243,8 +243,8 @@ def plot_curves(run: Path, groups: dict[str, Iterable[str]]) -> Path:
     for ax, (title, keys) in zip(axes[0], groups.items()):
         for k in keys:
             pts = [(r["step"], r[k]) for r in rows if k in r]
-            if pts:
-                ax.plot(*zip(*pts), label=k, lw=1)
+            if pts:  # a marker on every point of a short series: a single point shows too
+                ax.plot(*zip(*pts), label=k, lw=1, marker="o" if len(pts) < 30 else None, ms=3)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend(fontsize=8)

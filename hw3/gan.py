@@ -246,7 +246,10 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     finally:  # also after Ctrl-C: the curves of what was trained
         if dist.is_main and (run / "metrics.jsonl").is_file():
             plot_gan_curves(run)
-    if dist.is_main and "stopped" not in out:
+    if dist.is_main and "stopped" not in out:  # metrics.json: where the run ended (FID is the eval command's)
+        last = checkpoints.read_metrics(run / "metrics.jsonl")[-1:] or [{}]
+        cli.write_json(run / "metrics.json", {"steps": steps, "images_seen": steps * args.batch,
+                                              "last_logged": last[0]})
         print(f"{spec.kind}: {steps} steps, {steps * args.batch} images seen  [{run}]")
     distributed.cleanup(dist)
 

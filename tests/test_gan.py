@@ -656,3 +656,18 @@ def test_shipped_json_names_its_command_or_says_it_came_from_a_chain():
         args = parser.parse_args(argv[2:])
         assert all(getattr(args, k) == v for k, v in record["config"].items() if hasattr(args, k) and
                    getattr(args, k) is not None and k not in ("data", "run_dir", "seed"))
+
+
+def test_a_finished_run_writes_metrics_json_and_curves_show_a_single_point(demo_root, tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+
+    run = tmp_path / "r"
+    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(run), *TINY])
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["images_seen"] == 16 and metrics["last_logged"]["step"] == 2
+    drawn, plot = [], Axes.plot
+    monkeypatch.setattr(Axes, "plot", lambda self, *a, **k: drawn.append((a, k)) or plot(self, *a, **k))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "d_real": 0.5}) + "\n")
+    gan.plot_gan_curves(run)
+    (xs, ys), style = drawn[0]
+    assert list(xs) == [1] and style.get("marker") not in (None, "", "None")  # a lone point needs a marker
