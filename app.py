@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="the shipped checkpoints (default: $HW3_CKPT_DIR, else checkpoints/)")
     args = p.parse_args(argv)
     start = time.perf_counter()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop, like Ctrl-C, removes the unpacked examples
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         import gradio as gr
@@ -380,7 +381,6 @@ def main(argv: list[str] | None = None) -> None:
                        quiet=True)
     print(f"hw3 explorer on http://{args.host}:{args.port} ({models.device}; models and page ready "
           f"{time.perf_counter() - start:.1f} s after the imports); Ctrl-C stops it", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # a stop closes the server and removes the examples
     app.block_thread()
 
 
