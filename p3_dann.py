@@ -1,6 +1,6 @@
 """P3: digit classification across domains with DANN, and its source-only / target-only bounds.
 
-  python p3_dann.py train --source usps --target mnistm --mode dann
+  python p3_dann.py train --data hw3_data --source usps --target mnistm --precision bf16   # the shipped recipe
   python p3_dann.py predict --ckpt checkpoints/p3_dann_mnistm.pt --images DIR --out pred.csv
   python p3_dann.py eval --ckpt runs/p3/dann_usps2mnistm/best.pt --data hw3_data --domain mnistm
 """
@@ -22,43 +22,50 @@ from hw3.cli import UserError
 from models import DANN, dann_coeff
 
 KIND = "p3_dann"
-PLAIN = {"arch": "report", "input_norm": False, "augment": False, "zoom": False, "domain_bn": False,  # report's DANN
-         "domain_hidden": 100, "domain_layers": 1, "domain_weight": 1.0, "grl_ramp": 0, "grl_delay": 0,
-         "conditional": False, "entropy_weighting": False, "target_entropy": 0.0, "select": "val"}
+DEFAULT_STEPS = 3000  # the tables' and the shipped runs' length
+# Settings no option changes: the defaults' values, or under --plain the report's DANN (its 3->32->48 network,
+# 100-unit domain head, no augmentation, selection on source validation). Every run's config records them: build_net
+# reads the network's, and an old run whose recorded values differ is refused on --resume.
+DEFAULTS = {"arch": "bn", "input_norm": True, "augment": True, "zoom": True, "domain_bn": True, "domain_hidden": 1024,
+            "domain_layers": 2, "select": "im"}
+PLAIN = {"arch": "report", "input_norm": False, "augment": False, "zoom": False, "domain_bn": False,
+         "domain_hidden": 100, "domain_layers": 1, "select": "val",
+         "conditional": False, "entropy_weighting": False, "target_entropy": 0.0}  # and these three options
+SETTINGS_COMMIT = "1a7f9f9"  # the last commit with an option for each key of DEFAULTS
+# Probes that measured no gain, gone from the code: config key -> (the value today's code trains with, the commit that
+# still has the option; docs/experiments.md keeps the rows)
+REMOVED = {"domain_weight": (1.0, "1a7f9f9"), "grl_ramp": (0, "1a7f9f9"), "grl_delay": (0, "1a7f9f9"),
+           "class_weights": (False, "337204b"), "label_shift": (False, "b6223f5")}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def settings(plain: bool, mode: str) -> dict:
+    """The values of the settings no option changes, for a run of --plain `plain` and --mode `mode`."""
+    out = {**DEFAULTS, **(PLAIN if plain else {})}
+    if mode == "target":
+        out["select"] = "val"  # the labelled domain is the target itself
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train source-only, DANN or target-only")
-    t.add_argument("--data", help="root of the course layout (default hw3_data, or the run's own with --resume)")
-    t.add_argument("--source", help="source domain (required, except with --resume: the run's own)")
-    t.add_argument("--target", help="target domain (required, except with --resume: the run's own)")
-    t.add_argument("--mode", choices=["source", "dann", "target"], default="dann")
-    t.add_argument("--run-dir", help="run folder (default runs/p3/<mode>_<source>2<target>)")
+    t.add_argument("--data", help="root of the course layout (default: hw3_data, or the run's own with --resume)")
+    t.add_argument("--source", help="source domain (default: the run's own with --resume; required otherwise)")
+    t.add_argument("--target", help="target domain (default: the run's own with --resume; required otherwise)")
+    t.add_argument("--mode", choices=["source", "dann", "target"], default="dann",
+                   help="source-only (lower bound), DANN, or trained on the target's labels (upper bound)")
+    t.add_argument("--run-dir", help="run folder (default: runs/p3/<mode>_<source>2<target>)")
     t.add_argument("--source-test", action="store_true", help="source / dann: also train on the source's labelled "
                    "test/ split (never scored here; the mnist data's train/ holds no 9s, its test/ only 9s)")
     t.add_argument("--plain", action="store_true", help="the report's DANN: " + ", ".join(f"{k}={v}" for k, v in
                                                                                         PLAIN.items()))
-    t.add_argument("--epochs", type=float, default=100, help="epochs over the labelled training set (report: 100)")
-    t.add_argument("--steps", type=int, default=3000, help="training steps (0: use --epochs; the tables use 3000)")
-    t.add_argument("--batch", type=int, default=128, help="per domain (report: 128)")
-    t.add_argument("--lr", type=float, default=2e-4)
-    t.add_argument("--arch", choices=["report", "bn"], default="bn",
-                   help="feature extractor: the report's 3->32->48 or P4's wider BatchNorm encoder")
-    t.add_argument("--no-input-norm", dest="input_norm", action="store_false",
-                   help="no per-image standardisation inside the network")
-    t.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no shift / colour / inversion augmentation (applied alike to both domains)")
-    t.add_argument("--no-zoom", dest="zoom", action="store_false",
-                   help="no random rescaling of the digits in the augmentation (USPS digits fill the frame)")
-    t.add_argument("--no-domain-bn", dest="domain_bn", action="store_false", help="DANN: one BatchNorm pass for "
-                   "both domains (default: source and target pass BatchNorm separately, and the target side is scored "
-                   "and shipped with BatchNorm statistics of target train images, AdaBN)")
-    t.add_argument("--domain-hidden", type=int, default=1024, help="width of the domain classifier (report: 100)")
-    t.add_argument("--domain-layers", type=int, choices=[1, 2], default=2,
-                   help="hidden layers of the domain classifier (report: 1; 2 adds BatchNorm, as in tllib)")
-    t.add_argument("--domain-weight", type=float, default=1.0, help="weight of the domain loss")
+    t.add_argument("--steps", type=int, help=f"training steps (default: {DEFAULT_STEPS}; with --resume the run's "
+                   "own, and a larger value extends the run)")
+    t.add_argument("--epochs", type=float, help="the run's length in epochs over the labelled training set, instead "
+                   "of --steps (default: --steps decides; the report: 100)")
+    t.add_argument("--batch", type=int, default=128, help="images per domain in each step (the report's too)")
+    t.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both optimizers")
     t.add_argument("--no-conditional", dest="conditional", action="store_false", help="DANN: the domain classifier "
                    "sees the features alone (default: their outer product with the predicted class probabilities, "
                    "CDAN, which aligns class by class)")
@@ -67,21 +74,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "CDAN+E)")
     t.add_argument("--target-entropy", type=float, default=0.3, help="DANN: weight of the mean prediction "
                    "entropy on target images (entropy minimisation; 0: off)")
-    t.add_argument("--grl-ramp", type=int, default=0, help="steps over which the reversal coefficient "
-                   "2/(1+exp(-10p))-1 ramps to 1 (0: the whole run, as in the report)")
-    t.add_argument("--grl-delay", type=int, default=0, help="steps of source-only training (reversal coefficient 0) "
-                   "before the ramp starts; the domain classifier trains meanwhile (a warm start)")
-    t.add_argument("--select", choices=["im", "val"], default="im", help="checkpoint selection: information "
-                   "maximisation on unlabelled target train images, or labelled source validation accuracy")
-    t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for --select im")
-    t.add_argument("--val-fraction", type=float, default=0.1, help="labelled training data held out for selection")
+    t.add_argument("--select-images", type=int, default=2000,
+                   help="unlabelled target train images for the selection score (and AdaBN's statistics)")
+    t.add_argument("--val-fraction", type=float, default=0.1, help="labelled training data held out for validation")
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
     loop.add_run_args(t)
+    for action in t._actions:  # the shared run options whose default is None
+        if action.dest == "stop_at" and "default" not in (action.help or ""):
+            action.help += " (default: none, train to the end)"
     evaluation.add_classifier_commands(sub, "the DANN network")
-    args = p.parse_args(argv)
-    if args.cmd == "train" and args.plain:
-        vars(args).update(PLAIN)
+    return cli.show_defaults(p)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.cmd == "train":
+        vars(args).update(settings(args.plain, args.mode))
     return args
+
+
+def run_length(args: argparse.Namespace, n_labelled: int) -> int:
+    """Training steps: --steps, else --epochs over `n_labelled` images, else the default. (A config of a run started
+    before --epochs and --steps excluded each other records steps 0 when --epochs set the length.)"""
+    if args.steps:
+        return args.steps
+    if args.epochs:
+        return max(1, round(args.epochs * n_labelled / args.batch))
+    return DEFAULT_STEPS
+
+
+def check_resumable(config: dict, run: Path) -> None:
+    """Refuse, in one line, to resume a run that trained with a setting today's code no longer has."""
+    for key, (value, commit) in REMOVED.items():
+        if key in config and config[key] != value:
+            raise UserError(f"--resume: {run} trained with {key}={config[key]}, an option removed since; resume it "
+                            f"with commit {commit}")
+    for key, value in settings(config.get("plain", False), config.get("mode", "dann")).items():
+        if key in config and config[key] != value:
+            raise UserError(f"--resume: {run} trained with {key}={config[key]}, which no option sets now; resume it "
+                            f"with commit {SETTINGS_COMMIT}")
 
 
 def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
@@ -90,9 +121,9 @@ def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.
     return opt_label, distributed.adam(net.domain_classifier.parameters(), lr)
 
 
-def reversal_coeff(step: int, delay: int, ramp: int) -> float:
-    """0 for the first `delay` steps, then Ganin's 2/(1+exp(-10p))-1 with p going 0 -> 1 over `ramp` steps."""
-    return 0.0 if step < delay else dann_coeff(min(1.0, (step - delay) / max(1, ramp)))
+def reversal_coeff(step: int, steps: int) -> float:
+    """Ganin's 2/(1+exp(-10p))-1, p going 0 -> 1 over the run's `steps`."""
+    return dann_coeff(min(1.0, step / max(1, steps)))
 
 
 def domain_loss(dom_logits: torch.Tensor, dom_true: torch.Tensor, probs: torch.Tensor | None = None) -> torch.Tensor:
@@ -115,7 +146,7 @@ class DANNMethod:
         self.args, self.net, self.model, self.src, self.tgt, self.data = args, net, model, src, tgt, data
         self.dist, self.rng, self.steps = dist, rng, steps
         self.opt_label, self.opt_domain = make_optimizers(net, args.lr)
-        self.eval_net = net  # what evaluation scored last: with --domain-bn, a copy with target BN statistics
+        self.eval_net = net  # what evaluation scored last: with domain_bn, a copy with target BN statistics
 
     def update(self, step: int) -> dict[str, float]:
         args, dist = self.args, self.dist
@@ -131,7 +162,7 @@ class DANNMethod:
                 xt, _ = self.tgt.sample(args.batch, dist.rank, dist.world)
                 if args.augment:
                     xt = augment_digits(xt, self.rng, args.zoom)
-                coeff = reversal_coeff(step, args.grl_delay, args.grl_ramp or self.steps - args.grl_delay)
+                coeff = reversal_coeff(step, self.steps)
                 self.net.domain_classifier.reverse.coeff = coeff
                 logits, dom_logits = self.model(torch.cat([xs, xt]), len(xs) if args.domain_bn else None)
                 dom_true = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long().to(dist.device)
@@ -139,7 +170,7 @@ class DANNMethod:
                 loss_dom = domain_loss(dom_logits, dom_true, p.detach() if args.entropy_weighting else None)
                 logits = logits[: len(xs)]
                 loss_cls = F.cross_entropy(logits, ys)
-                loss = loss_cls + args.domain_weight * loss_dom
+                loss = loss_cls + loss_dom
                 target_entropy = evaluation.entropy(p[len(xs):]).mean()  # of the target predictions
                 if args.target_entropy:
                     loss = loss + args.target_entropy * target_entropy
@@ -157,8 +188,8 @@ class DANNMethod:
 
     def evaluate(self, step: int) -> dict[str, float]:
         """Source validation accuracy, the information-maximisation score on unlabelled target train images, and the
-        target dev-test accuracy (reported only). With --domain-bn the target side is scored as it will be used:
-        by a copy whose BatchNorm statistics come from target images (AdaBN)."""
+        target dev-test accuracy (reported only). With per-domain BatchNorm (the defaults) the target side is scored
+        as it will be used: by a copy whose BatchNorm statistics come from target images (AdaBN)."""
         dev, val, select, test = self.dist.device, self.data["val"], self.data["select"], self.data["target_test"]
         self.model.eval()
         metrics = {"val_acc": evaluation.accuracy(lambda x: self.model(x)[0], val.images, val.labels, dev)}
@@ -188,20 +219,26 @@ class DANNMethod:
 
 
 def train(args: argparse.Namespace) -> None:
+    if args.steps is not None and args.epochs is not None:
+        raise UserError("--steps and --epochs both set the run's length; give one of them")
+    cli.check_range(args, steps=">=1", epochs=">0", batch=">=1", lr=">0", target_entropy=">=0",
+                    select_images=">=1", eval_every=">=1", log_every=">=1", stop_at=">=1")
+    if not 0 < args.val_fraction < 1:
+        raise UserError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
     if not (args.resume and args.run_dir):  # else the run's own pair, checked when it began
         check_pair(args.source, args.target)
     run = Path(args.run_dir or f"runs/p3/{args.mode}_{args.source}2{args.target}")
+    length = {"steps": args.steps, "epochs": args.epochs}  # as given: with --resume, a new length wins
     resume = checkpoints.resume_args(args, run, KIND)
-    if args.grl_delay < 0 or args.grl_ramp < 0:
-        raise UserError("--grl-delay and --grl-ramp must be >= 0")
+    if resume is not None:
+        check_resumable(resume["config"], run)
+        if length["steps"] is not None or length["epochs"] is not None:
+            args.steps, args.epochs = length["steps"], length["epochs"]
     if args.source_test and args.mode == "target":
         raise UserError("--source-test is for --mode source or dann: the target's test/ split is the one scored")
-    if args.mode == "target":
-        args.select = "val"  # the labelled domain is the target itself
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
-    config = {"kind": KIND, **checkpoints.run_config(args)}
 
     # data: the labelled domain (source, or target for the upper bound) with its validation split; unlabelled
     # target train images (DANN's target batches and the selection score); the target dev-test, reported only
@@ -211,8 +248,10 @@ def train(args: argparse.Namespace) -> None:
     rng = torch.Generator(dist.device).manual_seed(args.seed)
     src = DeviceSampler(data["train"], dist.device, rng)
     tgt = DeviceSampler(data["target_train"], dist.device, rng) if args.mode == "dann" else None
-    steps = args.steps or max(1, round(args.epochs * len(src) / args.batch))
-    config["total_steps"] = steps
+    steps = args.steps = run_length(args, len(src))
+    if resume is not None and steps < resume["step"]:
+        raise UserError(f"--resume: the run has reached step {resume['step']}; --steps {steps} would end before it")
+    config = {"kind": KIND, **checkpoints.run_config(args), "total_steps": steps}
     run = checkpoints.open_run(run, config, args.resume, args.overwrite, dist)
 
     net = build_net(config)
@@ -269,7 +308,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.cmd == "export":
         _, ck = load_classifier(args.ckpt, torch.device("cpu"))  # the weights fit the network
         ck["models"]["dann"] = {k: v for k, v in ck["models"]["dann"].items() if not k.startswith(DOMAIN_HEAD)}
-        print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out)}")
+        # never over --ckpt itself; over shipped weights (checkpoints/) only with --force
+        print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out, force=args.force)}")
         return
     if args.cmd == "train":
         train(args)

@@ -41,25 +41,32 @@ def cap_per_class(labels: torch.Tensor, per_class: int, rng: torch.Generator) ->
     return keep.sort().values
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--ckpt", required=True)
-    p.add_argument("--data", default="hw3_data")
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--ckpt", required=True, help="a P3 or P4 run's best.pt / last.pt, or an exported P3 model")
+    p.add_argument("--data", default="hw3_data", help="root of the course layout")
     p.add_argument("--source", help="default: the checkpoint's source domain")
     p.add_argument("--target", help="default: the checkpoint's target domain")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="the split of both domains to embed")
     p.add_argument("--per-class", type=int, default=100, help="at most this many images per class and domain")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--out-dir", required=True, help="folder for tsne_class.png and tsne_domain.png (new, empty, or "
+                   "one this script wrote before)")
+    cli.add_force(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
+    return cli.show_defaults(p)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    cli.check_range(args, per_class=">=1")
 
     dist = distributed.setup(args.device, args.seed)
     src_fn, tgt_fn, config = feature_fns(args.ckpt, dist.device)
     source = config["source"] if args.source is None else args.source
     target = config["target"] if args.target is None else args.target
     check_domain(source), check_domain(target)
-    out = cli.make_folder(args.out_dir)
+    out = cli.output_folder(args.out_dir, args.force, "t-SNE folder")
 
     rng = torch.Generator().manual_seed(args.seed)
     feats, labels, domains = [], [], []

@@ -24,23 +24,21 @@ for seed in 0 1 2; do
 done
 if [ "$which" = levers ] || [ "$which" = all ]; then  # one lever at a time, seed 0
   u2m=(--source usps --target mnistm --mode dann); m2u=(--source mnistm --target usps --mode dann)
-  t "${u2m[@]}" "${marginal[@]}" --no-domain-bn --no-zoom --run-dir "$out/marginal_nodbn_nozoom_u2m_s0"
-  t "${u2m[@]}" "${marginal[@]}" --no-zoom --run-dir "$out/marginal_nozoom_u2m_s0"
-  t --source usps --target mnistm --mode source --no-zoom --run-dir "$out/source_nozoom_u2m_s0"
   t "${m2u[@]}" "${marginal[@]}" --lr 1e-3 --run-dir "$out/marginal_lr1e-3_m2u_s0"
-  t "${m2u[@]}" "${marginal[@]}" --domain-weight 0.3 --run-dir "$out/marginal_w0.3_m2u_s0"
-  t "${m2u[@]}" "${marginal[@]}" --no-domain-bn --run-dir "$out/marginal_nodbn_m2u_s0"
-  t "${m2u[@]}" "${marginal[@]}" --grl-delay 1000 --run-dir "$out/marginal_delay1k_m2u_s0"
   t "${m2u[@]}" "${marginal[@]}" --target-entropy 0.1 --run-dir "$out/marginal_ent0.1_m2u_s0"
   t "${m2u[@]}" --target-entropy 0 --run-dir "$out/cdane_m2u_s0"                       # CDAN+E, no entropy term
-  t "${m2u[@]}" --target-entropy 0 --grl-delay 1000 --run-dir "$out/cdane_delay1k_m2u_s0"
   t "${m2u[@]}" --target-entropy 0.1 --run-dir "$out/cdane_ent0.1_m2u_s0"
   t "${u2m[@]}" --target-entropy 0.1 --run-dir "$out/cdane_ent0.1_u2m_s0"
   # rows of removed flags, for reruns from their commits: marginal_ls_{u2m,m2u} (--label-shift, b6223f5),
-  # marginal_delay1k_cw_m2u (--grl-delay 1000 --class-weights, 337204b)
+  # marginal_delay1k_cw_m2u (--grl-delay 1000 --class-weights, 337204b); from 1a7f9f9, with the flags it had:
+  #   marginal_nodbn_nozoom_u2m ("${u2m[@]}" "${marginal[@]}" --no-domain-bn --no-zoom),
+  #   marginal_nozoom_u2m ("${u2m[@]}" "${marginal[@]}" --no-zoom), source_nozoom_u2m (--mode source --no-zoom),
+  #   on "${m2u[@]}" (marginal_*: and "${marginal[@]}"): marginal_w0.3_m2u (--domain-weight 0.3),
+  #   marginal_nodbn_m2u (--no-domain-bn), marginal_delay1k_m2u (--grl-delay 1000),
+  #   cdane_delay1k_m2u (--target-entropy 0 --grl-delay 1000)
 fi
 # the shipped models: seed 0 of the defaults
 if [ -f "$out/dann_u2m_s0/best.pt" ] && [ -f "$out/dann_m2u_s0/best.pt" ]; then
-  python p3_dann.py export --ckpt "$out/dann_u2m_s0/best.pt" --out checkpoints/p3_dann_mnistm.pt
-  python p3_dann.py export --ckpt "$out/dann_m2u_s0/best.pt" --out checkpoints/p3_dann_usps.pt
+  python p3_dann.py export --ckpt "$out/dann_u2m_s0/best.pt" --out checkpoints/p3_dann_mnistm.pt --force
+  python p3_dann.py export --ckpt "$out/dann_m2u_s0/best.pt" --out checkpoints/p3_dann_usps.pt --force
 fi

@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from datasets import DIGIT_SIZE, check_domain, load_digits, load_folder, to_unit
 from hw3 import distributed
-from hw3.cli import check_output_file
+from hw3.cli import add_force, check_output_file
 from hw3.distributed import autocast
 
 
@@ -108,9 +108,10 @@ def write_predictions(path: str | Path, names: list[str], labels: list[int]) -> 
 
 
 def predict_folder(classify: Callable[[torch.Tensor], torch.Tensor], images: str | Path, out: str | Path,
-                   device: torch.device, size: int) -> int:
-    """Predict every image of a folder (sorted by name) and write image_name,label rows to `out`."""
-    out = check_output_file(out, (".csv",))
+                   device: torch.device, size: int, reads: tuple[str | Path, ...] = (), force: bool = False) -> int:
+    """Predict every image of a folder (sorted by name) and write image_name,label rows to `out`: never over a file
+    of `reads` (say the checkpoint), nor, unless `force`, over the label CSV beside `images` or a shipped file."""
+    out = check_output_file(out, (".csv",), reads=(images, *reads), force=force)
     data = load_folder(images, size)
     labels = predict_logits(classify, data.images, device).argmax(1)
     write_predictions(out, data.names, labels.tolist())
@@ -130,15 +131,18 @@ def im_score(logits: torch.Tensor) -> float:
 
 
 def add_classifier_commands(sub: argparse._SubParsersAction, what: str) -> None:
-    """The predict / export / eval sub-commands that P3 and P4 share; `what` names the network they use."""
+    """The predict / export / eval sub-commands that P3 and P4 share; `what` names the network they use. predict
+    and export take --force (cli.add_force): the script passes it on to the output checks."""
     q = sub.add_parser("predict", help=f"write image_name,label for every image of a folder ({what})")
-    q.add_argument("--ckpt", required=True)
-    q.add_argument("--images", required=True)
-    q.add_argument("--out", required=True)
+    q.add_argument("--ckpt", required=True, help="a run's best.pt / last.pt, or a shipped checkpoint")
+    q.add_argument("--images", required=True, help="folder of images (any mode and size)")
+    q.add_argument("--out", required=True, help="the CSV to write: image_name,label")
     q.add_argument("--device", default="auto")
+    add_force(q)
     x = sub.add_parser("export", help="ship a run's checkpoint: fp16 weights + config + metrics")
-    x.add_argument("--ckpt", required=True)
-    x.add_argument("--out", required=True)
+    x.add_argument("--ckpt", required=True, help="a run's best.pt or last.pt")
+    x.add_argument("--out", required=True, help="the .pt to write, with its .json beside it")
+    add_force(x)
     e = sub.add_parser("eval", help=f"accuracy of a checkpoint on a labelled split ({what})")
     e.add_argument("--ckpt", required=True)
     e.add_argument("--data", default="hw3_data")
@@ -155,7 +159,8 @@ def run_classifier_command(args: argparse.Namespace,
     device = distributed.setup(args.device).device
     classify = load(args.ckpt, device)
     if args.cmd == "predict":
-        n = predict_folder(classify, args.images, args.out, device, DIGIT_SIZE)
+        n = predict_folder(classify, args.images, args.out, device, DIGIT_SIZE, reads=(args.ckpt,),
+                           force=getattr(args, "force", False))
         print(f"wrote {n} predictions to {args.out}")
     else:
         data = load_digits(args.data, args.domain, args.split)

@@ -1,9 +1,12 @@
 """P3 DANN end to end on demo digits: learning, prediction, the course wrapper, exact resume, bad input."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -172,7 +175,6 @@ def test_tsne_plots(dann_run, demo_root, tmp_path):
     assert (tmp_path / "t" / "tsne_domain.png").stat().st_size > 0
 
 
-
 def test_two_ranks_with_torchrun_on_cpu(demo_root, tmp_path):
     """DDP over gloo: two processes train one model, rank 0 alone writes the run folder."""
     run = tmp_path / "ddp"
@@ -220,11 +222,10 @@ def test_reversal_schedule_values():
     assert dann_coeff(0.5) == pytest.approx(2 / (1 + math.exp(-5)) - 1)  # 0.9866
     assert dann_coeff(1.0) == pytest.approx(2 / (1 + math.exp(-10)) - 1)  # 0.99991
     assert dann_coeff(0.1) < dann_coeff(0.2) < dann_coeff(0.5)
-    # a warm start: 0 for `delay` steps, then the same curve over `ramp` steps
-    assert p3_dann.reversal_coeff(99, delay=100, ramp=400) == 0.0
-    assert p3_dann.reversal_coeff(100, delay=100, ramp=400) == 0.0
-    assert p3_dann.reversal_coeff(300, delay=100, ramp=400) == pytest.approx(dann_coeff(0.5))
-    assert p3_dann.reversal_coeff(10_000, delay=100, ramp=400) == pytest.approx(dann_coeff(1.0))
+    # the run's schedule: p = step / steps, capped at 1
+    assert p3_dann.reversal_coeff(0, 400) == 0.0
+    assert p3_dann.reversal_coeff(200, 400) == pytest.approx(dann_coeff(0.5))
+    assert p3_dann.reversal_coeff(10_000, 400) == pytest.approx(dann_coeff(1.0))
 
 
 def test_information_maximisation_by_hand():
@@ -296,16 +297,189 @@ def test_conditional_domain_head_sees_features_times_probabilities():
     assert any(p.grad is not None and p.grad.any() for p in net.features.parameters())
 
 
-def test_warm_start_keeps_the_reversal_off_then_ramps_and_resumes_exactly(demo_root, tmp_path):
-    args = ["train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", "--steps", "6", "--batch",
-            "16", "--eval-every", "3", "--log-every", "1", "--grl-delay", "3", "--select-images", "64"]
-    p3_dann.main([*args, "--run-dir", str(tmp_path / "full")])
-    coeffs = [r["coeff"] for r in checkpoints.read_metrics(tmp_path / "full" / "metrics.jsonl") if "coeff" in r]
-    assert coeffs[:4] == [0.0] * 4 and all(c > 0 for c in coeffs[4:]) and len(coeffs) == 6  # steps 0-3: off
-    p3_dann.main([*args, "--run-dir", str(tmp_path / "cut"), "--stop-at", "2"])
-    p3_dann.main([*args, "--run-dir", str(tmp_path / "cut"), "--resume"])
-    full, cut = (checkpoints.load_checkpoint(tmp_path / r / "last.pt", "p3_dann")["models"]["dann"]
-                 for r in ("full", "cut"))
-    assert all(torch.equal(full[k], cut[k]) for k in full)
-    with pytest.raises(cli.UserError, match="grl-delay"):
-        p3_dann.main([*args[:-4], "--grl-delay", "-1", "--run-dir", str(tmp_path / "bad")])
+# ----------------------------------------------------------------------------- the command line (issues 37, 38)
+
+SHORT = ["--batch", "8", "--eval-every", "2", "--log-every", "1", "--select-images", "16"]
+REMOVED_OPTIONS = ("--arch", "--no-input-norm", "--no-augment", "--no-zoom", "--no-domain-bn", "--domain-hidden",
+                   "--domain-layers", "--domain-weight", "--grl-ramp", "--grl-delay", "--select ")
+
+
+def test_train_has_at_most_30_options_and_none_removed():
+    """Every option earns its place (issue 37): at most 30, and the removed ones are gone from --help and README."""
+    r = run_main(p3_dann.main, "train", "--help")
+    options = set(re.findall(r"^  (--[a-z][\w-]*)", r.stdout, re.M))
+    assert 20 <= len(options) <= 30, sorted(options)
+    readme = (ROOT / "README.md").read_text()
+    p3_part = readme[readme.index("### P3 DANN"):readme.index("### P4")]
+    for name in REMOVED_OPTIONS:
+        assert name.strip() not in options and name not in p3_part, name
+
+
+def takes_a_value(action: argparse.Action) -> bool:
+    return bool(action.option_strings) and action.nargs != 0 and not action.required
+
+
+def test_help_shows_every_default():
+    """--help says the default of every option that takes a value (issue 37), in every P3 sub-command and tsne.py."""
+    top = p3_dann.build_parser()
+    subs = next(a for a in top._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(subs) == {"train", "predict", "export", "eval"}
+    for name, parser in [*subs.items(), ("tsne.py", tsne.build_parser())]:
+        assert issubclass(parser.formatter_class, cli.HelpFormatter), name
+        fmt = parser._get_formatter()
+        for action in filter(takes_a_value, parser._actions):
+            assert "default" in fmt._get_help_string(action), (name, action.option_strings)
+
+
+@pytest.mark.parametrize("shipped", ["p3_dann_usps", "p3_dann_mnistm"])
+def test_shipped_config_is_its_one_command(shipped):
+    """checkpoints/p3_*.json records the one command that trains it; parsed, it gives the recorded config."""
+    record = json.loads((ROOT / "checkpoints" / f"{shipped}.json").read_text())
+    cmd = shlex.split(record["command"])
+    assert cmd[:3] == ["python", "p3_dann.py", "train"]
+    args = p3_dann.parse_args(cmd[2:])
+    args.steps = p3_dann.run_length(args, n_labelled=0)
+    config = {**vars(args), "total_steps": args.steps}
+    recorded = record["config"]
+    unused = {"kind", "data", "run_dir", "compile", "log_every", "epochs"}  # paths, speed, logging; epochs: steps won
+    for key, value in recorded.items():
+        if key in p3_dann.REMOVED:
+            assert value == p3_dann.REMOVED[key][0], key  # a removed option at the value today's code trains with
+        elif key not in unused:
+            assert config[key] == value, (key, config[key], value)
+    assert shlex.split(record["export"])[-3:] == ["--out", f"checkpoints/{shipped}.pt", "--force"]
+    p3_dann.check_resumable(recorded, ROOT)  # a run of the shipped recipe resumes on today's code
+
+
+def small_run(demo_root, run, *extra: str, steps: str = "4") -> None:
+    run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", "--steps", steps,
+             *SHORT, "--run-dir", str(run), *extra, check=True)
+
+
+def test_resume_honours_a_new_length(demo_root, tmp_path):
+    """--resume --steps N extends a run to N (it used to end at the run's own length); below the step reached, one
+    line."""
+    run = tmp_path / "run"
+    small_run(demo_root, run)
+    r = run_main(p3_dann.main, "train", "--run-dir", str(run), "--resume", "--steps", "6", check=True)
+    assert checkpoints.load_checkpoint(run / "last.pt", "p3_dann")["step"] == 6, r.stdout
+    assert json.loads((run / "config.json").read_text())["total_steps"] == 6
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 6
+    assert_clean_error(run_main(p3_dann.main, "train", "--run-dir", str(run), "--resume", "--steps", "3"),
+                       "step 6", "--steps 3")
+    assert checkpoints.load_checkpoint(run / "last.pt", "p3_dann")["step"] == 6
+
+
+def test_epochs_sets_the_length_and_contradicts_steps(demo_root, tmp_path):
+    """--epochs alone is used (it used to lose to the default --steps 3000); with --steps it is refused."""
+    r = run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", "--epochs",
+                 "0.5", "--steps", "10", "--stop-at", "1", "--run-dir", str(tmp_path / "both"))
+    assert_clean_error(r, "--steps", "--epochs")
+    assert not (tmp_path / "both").exists()
+    run = tmp_path / "epochs"  # demo mnist: 270 training images after validation; 0.3 epochs of 27 = 3 steps
+    run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", "--epochs",
+             "0.3", "--batch", "27", "--eval-every", "3", "--select-images", "16", "--stop-at", "4", "--run-dir",
+             str(run), check=True)
+    assert json.loads((run / "config.json").read_text())["total_steps"] == 3
+    assert checkpoints.load_checkpoint(run / "last.pt", "p3_dann")["step"] == 3
+
+
+@pytest.mark.parametrize("bad", [("--steps", "-5"), ("--batch", "0"), ("--lr", "0"), ("--epochs", "-1"),
+                                 ("--eval-every", "0"), ("--val-fraction", "1")])
+def test_bad_numbers_are_refused_before_a_run_folder(demo_root, tmp_path, bad):
+    """One line, exit 2, no run folder left behind (--steps -5 was a KeyError after writing config.json; --batch 0 a
+    ValueError from affine_grid)."""
+    run = tmp_path / "run"
+    r = run_main(p3_dann.main, "train", "--data", str(demo_root), "--source", "mnist", "--target", "usps", *bad,
+                 "--stop-at", "1", "--run-dir", str(run))  # (--stop-at: a run the check misses ends at once)
+    assert_clean_error(r, bad[0])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not run.exists()
+
+
+def test_resume_refuses_a_setting_of_a_removed_option(demo_root, tmp_path):
+    """A removed option at the value today's code trains with resumes; at another value, one line naming the commit
+    that still has it."""
+    run = tmp_path / "run"
+    small_run(demo_root, run, steps="2")
+    good = torch.load(run / "last.pt", weights_only=True)
+    for key, value, commit in [("domain_weight", 0.3, "1a7f9f9"), ("grl_delay", 1000, "1a7f9f9"),
+                               ("domain_bn", False, "1a7f9f9"), ("select", "val", "1a7f9f9"),
+                               ("class_weights", True, "337204b")]:
+        old = {**good, "config": {**good["config"], key: value}}
+        torch.save(old, run / "last.pt")
+        r = run_main(p3_dann.main, "train", "--run-dir", str(run), "--resume", "--steps", "3")
+        assert_clean_error(r, key, commit)
+        assert len(r.stderr.strip().splitlines()) == 1
+    old = {**good, "config": {**good["config"], "domain_weight": 1.0, "grl_delay": 0, "grl_ramp": 0,
+                              "class_weights": False}}  # an old run's record of the defaults
+    torch.save(old, run / "last.pt")
+    run_main(p3_dann.main, "train", "--run-dir", str(run), "--resume", "--steps", "3", check=True)
+    assert checkpoints.load_checkpoint(run / "last.pt", "p3_dann")["step"] == 3
+
+
+def test_predict_refuses_the_labels_beside_the_images_unless_forced(demo_root, tmp_path):
+    """predict --images D/test --out D/test.csv would overwrite the ground truth: refused; --force overwrites."""
+    shutil.copytree(demo_root / "digits" / "usps" / "test", tmp_path / "test")
+    labels = tmp_path / "test.csv"
+    shutil.copy(demo_root / "digits" / "usps" / "test.csv", labels)
+    truth = labels.read_bytes()
+    pred = ["predict", "--ckpt", str(ROOT / "checkpoints" / "p3_dann_usps.pt"), "--images", str(tmp_path / "test"),
+            "--out", str(labels)]
+    assert_clean_error(run_main(p3_dann.main, *pred), "label CSV", "--force")
+    assert labels.read_bytes() == truth
+    run_main(p3_dann.main, *pred, "--force", check=True)
+    assert labels.read_bytes() != truth and labels.read_text().startswith("image_name,label\n")
+
+
+def test_export_refuses_its_input_and_shipped_weights_unless_forced(dann_run, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(dann_run / "last.pt", run / "last.pt")
+    before = (run / "last.pt").read_bytes()
+    assert_clean_error(run_main(p3_dann.main, "export", "--ckpt", str(run / "last.pt"), "--out", str(run / "last.pt")),
+                       "reads")
+    assert (run / "last.pt").read_bytes() == before
+    shipped = tmp_path / "checkpoints"  # a stand-in for checkpoints/: its files are shipped weights
+    shipped.mkdir()
+    monkeypatch.setattr(cli, "SHIPPED", shipped)
+    target = shipped / "p3_dann_usps.pt"
+    shutil.copy(ROOT / "checkpoints" / "p3_dann_usps.pt", target)
+    old = target.read_bytes()
+    export = ["export", "--ckpt", str(run / "last.pt"), "--out", str(target)]
+    assert_clean_error(run_main(p3_dann.main, *export), "shipped", "--force")
+    assert target.read_bytes() == old
+    run_main(p3_dann.main, *export, "--force", check=True)
+    assert checkpoints.load_checkpoint(target, "p3_dann")["step"] == 60
+
+
+def test_tsne_refuses_a_folder_of_other_files_unless_forced(tmp_path, demo_root):
+    out = tmp_path / "figs"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    call = ["--ckpt", str(ROOT / "checkpoints" / "p3_dann_usps.pt"), "--data", str(demo_root), "--source", "mnist",
+            "--per-class", "4", "--out-dir", str(out)]
+    assert_clean_error(run_main(tsne.main, *call), "did not write", "--force")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+    run_main(tsne.main, *call, "--force", check=True)
+    assert (out / "tsne_class.png").is_file() and (out / "notes.txt").read_text() == "mine\n"
+    run_main(tsne.main, *call, check=True)  # its own earlier output: written over without --force
+    assert_clean_error(run_main(tsne.main, *call[:-1], str(tmp_path / "x"), "--per-class", "0"), "--per-class")
+
+
+def test_a_single_point_shows_in_the_curves(tmp_path, monkeypatch):
+    """A run no longer than --eval-every evaluates once: its im / val_acc series is one point, which a line without
+    markers does not draw (curves.png showed nothing there)."""
+    import matplotlib.pyplot as plt
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 10, "loss_cls": 2.0}\n{"step": 20, "loss_cls": 1.5, "im": 0.4}\n')
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at
+    checkpoints.plot_curves(tmp_path, {"losses": ["loss_cls"], "selection": ["im"]})
+    (line,) = figures[0].axes[1].lines
+    assert len(line.get_xdata()) == 1 and line.get_marker() not in (None, "None", "", " ")
+
+
+def test_figs_folder_is_ignored_by_git():
+    """The README's t-SNE example writes figs/: not something to commit by accident."""
+    assert "figs/" in (ROOT / ".gitignore").read_text().splitlines()
