@@ -210,6 +210,10 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
     data = load_faces(args.data, "train", attr)
+    if args.extra_share > 0 and not (Path(args.data) / "face" / "extra").is_dir():
+        raise UserError(f"no {Path(args.data) / 'face' / 'extra'}: the recipe draws --extra-share "
+                        f"{args.extra_share} of its faces from there (face_celeba_extra.zip); --extra-share 0 "
+                        "trains on face/train alone")
     extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
     sampler = DeviceSampler(data, dist.device, rng, extra)

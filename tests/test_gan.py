@@ -272,6 +272,13 @@ def test_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
     r = in_process(p1_dcgan, ["train", "--data", str(tmp_path / "empty"), "--run-dir", str(tmp_path / "r"), *TINY],
                    monkeypatch, capsys)
     assert_clean_error(r, "no images")
+    (tmp_path / "noextra" / "face" / "train").mkdir(parents=True)
+    for name in ("00000.png", "00001.png"):
+        (tmp_path / "noextra" / "face" / "train" / name).write_bytes((demo_root / "face" / "train" / name).read_bytes())
+    r = in_process(p1_dcgan, ["train", "--data", str(tmp_path / "noextra"), "--run-dir", str(tmp_path / "r"), *TINY],
+                   monkeypatch, capsys)
+    assert_clean_error(r, "face/extra", "--extra-share 0")
+    assert not (tmp_path / "r").exists()
     r = in_process(p1_dcgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out",
                                 str(tmp_path / "f.jpg")], monkeypatch, capsys)
     assert_clean_error(r, "p2_acgan", "p1_dcgan")
