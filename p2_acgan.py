@@ -106,6 +106,7 @@ def arch(config: dict) -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
 SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: arch(config)[0](), build_d=lambda config: arch(config)[1](),
                    generate=lambda G, z, y: G(z, y), figure=figure, step=train_step, conditional=True,
                    report_args={"arch": "report", "batch": 100, "init": None}, report_epochs=100,
+                   older={"arch": "report"},
                    warm_start=warm_start)
 
 

@@ -23,6 +23,8 @@ BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's 
 # probes that measured no gain and left the code (commit 38f8f44 has them): their values in the runs before
 REMOVED = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr_d": None, "d_warmup": 0}
 REMOVED_IN = "38f8f44"
+# what a run recorded before an option existed trained with (a default that later changed)
+OLDER = {"xflip": False, "extra_share": 0.0, "extra_until": None}
 LR = 2e-4  # both Adam rates (the report's); --lr has no argparse default, so --resume can tell whether it was given
 # the report's configuration (--report), besides each script's report_args: no DiffAugment, EMA, mirroring, extra
 # faces or decay
@@ -82,6 +84,7 @@ class GanSpec:
     report_args: dict = field(default_factory=dict)  # what --report sets besides REPORT (the script's own)
     steps: int = 60_000                         # the recipe's length (--steps default)
     report_epochs: int = 50                     # the report's length (--report default)
+    older: dict = field(default_factory=dict)   # the script's own OLDER
     # (args, G, D) -> None: weights to start from (a fresh run only, after the DCGAN init)
     warm_start: Callable[[argparse.Namespace, nn.Module, nn.Module], None] | None = None
 
@@ -175,7 +178,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
     given = cli.given_options(args)
     # the recorded config wins, except an explicit length or schedule (--steps extends a run, --lr a warm restart)
-    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind,
+    resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind, older=OLDER | spec.older,
                                      explicit_wins=("steps", "lr_decay_from", "lr", "extra_until"))
     if resume is not None:
         recorded = resume["config"]

@@ -543,6 +543,20 @@ def test_extra_until_finishes_on_face_train(demo_root, tmp_path):
     assert not all(torch.equal(v, c[k]) for k, v in a.items())
 
 
+def test_a_run_recorded_before_the_new_defaults_resumes_as_it_was(demo_root, tmp_path):
+    """A run whose config predates --extra-share and mirroring by default (their keys absent) resumes without them."""
+    run = tmp_path / "r"
+    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(run), *TINY, "--steps", "3", "--stop-at", "1",
+                   "--extra-share", "0", "--no-xflip"])
+    ck = torch.load(run / "last.pt", weights_only=True)
+    for key in ("extra_share", "extra_until", "xflip"):
+        del ck["config"][key]
+    torch.save(ck, run / "last.pt")
+    p1_dcgan.main(["train", "--run-dir", str(run), "--resume"])
+    config = json.loads((run / "config.json").read_text())
+    assert (config["extra_share"], config["xflip"]) == (0.0, False) and "extra_images" not in config
+
+
 def test_a_run_of_a_removed_probe_is_refused_on_resume(demo_root, tmp_path, monkeypatch, capsys):
     run = tmp_path / "r"
     p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(run), *TINY, "--stop-at", "1",
