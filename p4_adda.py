@@ -4,16 +4,17 @@ Three stages on one step counter:
   1. pretrain   source encoder + classifier on labelled source images;
   2. adapt      target encoder (a copy of the source encoder) against a feature critic; the source side is frozen;
   3. selftrain  target encoder, restarted from the checkpoint chosen so far, on confident, class-balanced
-                pseudo-labels of target images, consistent under augmentation (FixMatch / DIRT-T
-                spirit), and with --source-weight on labelled source images too; --selftrain-steps 0 turns it off.
+                pseudo-labels of an EMA teacher on the clean image, predicted on an augmented view (FixMatch /
+                DIRT-T spirit); --selftrain-steps 0 turns it off.
 
 Model selection never sees target labels: from the end of stage 1 on, the kept checkpoint is the one with the
 highest information-maximisation score H(mean p) - mean H(p) on unlabelled target *train* images. By default three
 starts (seeds) race to step 3,000 and the one with the highest score there trains on (--starts, --race-steps).
+One process: under torchrun the script refuses (rank 0 says so).
 
-  python p4_adda.py train --source usps --target mnistm              # improved defaults
-  python p4_adda.py train --source usps --target mnistm --plain      # the report's ADDA
-  python p4_adda.py export --ckpt runs/p4/usps2mnistm/best.pt --out checkpoints/p4_adda_mnistm.pt
+  python p4_adda.py train --data hw3_data --source usps --target mnistm     # the defaults: the shipped recipe
+  python p4_adda.py train --data hw3_data --source usps --target mnistm --plain   # the report's ADDA
+  python p4_adda.py export --ckpt runs/p4/usps2mnistm/best.pt --out p4_adda_mnistm.pt
   python p4_adda.py predict --ckpt checkpoints/p4_adda_mnistm.pt --images DIR --out pred.csv
   python p4_adda.py eval --ckpt checkpoints/p4_adda_mnistm.pt --data hw3_data --domain mnistm
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,10 +37,25 @@ from hw3.cli import UserError
 from models import LeNetClassifier
 
 AUTO_TEXTURE_MIX = 0.25  # grey source, colour target (usps -> mnistm); it cost mnistm -> usps 0.05
-BEFORE_DEFAULTS = {"student_aug": "weak"}  # settings older run configs lack: what those runs used
-PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "zoom": False, "texture_mix": 0.0,  # report's ADDA
-         "smooth": 0.0, "gp": 0.0, "critic_hidden": 500, "selftrain_steps": 0, "lr": 2e-4, "lr_adapt": 2e-4,
-         "beta1": 0.5, "starts": 1}
+SELECT_IMAGES = 2000     # unlabelled target train images the selection score is computed on
+VAL_FRACTION = 0.1       # of the source's training images, held out (stage 1's validation accuracy)
+BEFORE_DEFAULTS = {"student_aug": "weak", "starts": 1}  # settings older run configs lack: what those runs used
+# Settings no option changes: the defaults' values, or under --plain the report's ADDA (LeNet encoder, no input
+# normalisation or augmentation, no critic label smoothing, Adam beta1 0.5; with the options below). Every run's
+# config records them; an old run whose recorded value differs is refused on --resume.
+SETTINGS = {"encoder": "bn", "input_norm": True, "augment": True, "smooth": 0.1, "beta1": 0.9}
+PLAIN = {"encoder": "lenet", "input_norm": False, "augment": False, "smooth": 0.0, "beta1": 0.5,
+         "texture_mix": 0.0, "gp": 0.0, "selftrain_steps": 0, "lr": 2e-4, "starts": 1}  # and these options
+PROBES_COMMIT = "1a7f9f9"  # the last commit with the options below; docs/experiments.md keeps their rows
+# Probes that measured no gain, gone from the code (config key -> the value today's code trains with), and settings
+# that stopped being options (critic width, stage 2's rate, stage 3's threshold and teacher decay, the selection and
+# validation sizes). A run recording another value resumes only with PROBES_COMMIT; its checkpoints still load.
+REMOVED = {"source_test": False, "zoom": False, "width": [32, 64], "critic_hidden": 500, "lr_adapt": 2e-4,
+           "self_decay": "none", "pseudo": "teacher", "align": 1.0, "diversity": 0.0, "source_weight": 0.0,
+           "teacher_bn": "student", "threshold": 0.9, "ema": 0.99, "select_images": SELECT_IMAGES,
+           "val_fraction": VAL_FRACTION}
+STAGES = ("pretrain_steps", "adapt_steps", "selftrain_steps")
+FREE_ON_RESUME = {"data", "device", "stop_at", "resume", "run_dir", *STAGES}  # may differ from the run's own
 
 
 def texture_share(value: str | float) -> float:
@@ -50,71 +68,132 @@ def texture_share(value: str | float) -> float:
     raise UserError(f"--texture-mix must be 'auto' or a share in [0, 1], got {value!r}")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def settings(plain: bool) -> dict:
+    """The values of the settings no option changes (and, under --plain, of the options it sets)."""
+    return {**SETTINGS, **(PLAIN if plain else {})}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="pretrain on source, adapt a target encoder, self-train it")
-    t.add_argument("--data", help="root of the course layout (default hw3_data, or the run's own with --resume)")
-    t.add_argument("--source", help="source domain (required, except with --resume: the run's own)")
-    t.add_argument("--target", help="target domain (required, except with --resume: the run's own)")
-    t.add_argument("--run-dir", help="run folder (default runs/p4/<source>2<target>)")
-    t.add_argument("--source-test", action="store_true", help="also train on the source's labelled test/ split "
-                   "(never scored here; needed by the mnist zip before its rebuild, whose train/ held no 9s)")
-    t.add_argument("--plain", action="store_true", help="the report's ADDA: " + ", ".join(f"{k}={v}" for k, v in
-                                                                                         PLAIN.items()))
-    t.add_argument("--pretrain-steps", type=int, default=1000, help="stage 1 steps")
-    t.add_argument("--adapt-steps", type=int, default=1000, help="stage 2 steps")
-    t.add_argument("--selftrain-steps", type=int, default=16000, help="stage 3 steps (0: no self-training)")
-    t.add_argument("--batch", type=int, default=128, help="per domain (report: 128)")
-    t.add_argument("--lr", type=float, default=1e-3, help="stage 1 Adam learning rate (report: 2e-4)")
-    t.add_argument("--lr-adapt", type=float, default=2e-4, help="stage 2 learning rate, encoder and critic")
+    t.add_argument("--data", help="root of the course layout (default: hw3_data, or the run's own with --resume)")
+    t.add_argument("--source", help="source domain (default: the run's own with --resume; required otherwise)")
+    t.add_argument("--target", help="target domain (default: the run's own with --resume; required otherwise)")
+    t.add_argument("--run-dir", help="run folder (default: runs/p4/<source>2<target>)")
+    t.add_argument("--plain", action="store_true", help="the report's ADDA: " + ", ".join(
+        f"{k}={v}" for k, v in PLAIN.items()) + "; options given beside it still apply")
+    t.add_argument("--pretrain-steps", type=int, default=1000, help="stage 1 steps (with --resume: moves the end "
+                   "of stage 1 if the run has not reached it)")
+    t.add_argument("--adapt-steps", type=int, default=1000, help="stage 2 steps (0: none; with --resume: moves the "
+                   "end of stage 2 if the run has not reached it)")
+    t.add_argument("--selftrain-steps", type=int, default=16000, help="stage 3 steps (0: no self-training; with "
+                   "--resume: extends the run, or ends it sooner)")
+    t.add_argument("--batch", type=int, default=128, help="images per domain in each step (the report's too)")
+    t.add_argument("--lr", type=float, default=1e-3, help="stage 1 Adam learning rate (report: 2e-4; stage 2 uses "
+                   "the report's 2e-4)")
     t.add_argument("--lr-self", type=float, default=3e-4, help="stage 3 learning rate")
-    t.add_argument("--beta1", type=float, default=0.9, help="stage 1 Adam beta1 (report: 0.5; stage 2 uses 0.5)")
-    t.add_argument("--encoder", choices=["lenet", "bn"], default="bn", help="report's LeNet or the BatchNorm one")
-    t.add_argument("--no-input-norm", dest="input_norm", action="store_false",
-                   help="bn encoder without per-image standardisation")
-    t.add_argument("--no-augment", dest="augment", action="store_false", help="no device-side augmentation")
-    t.add_argument("--zoom", action="store_true", help="random rescale of the digits too (with augmentation)")
     t.add_argument("--texture-mix", default="auto",
                    help="share of source images drawn into tile-shuffled unlabelled target images (stages 1-2); "
                         f"auto: {AUTO_TEXTURE_MIX} when the source images are grey and the target's are not, else 0")
-    t.add_argument("--width", type=int, nargs=2, default=[32, 64], metavar=("C1", "C2"),
-                   help="channels of the bn encoder's two convs")
-    t.add_argument("--critic-hidden", type=int, default=500, help="critic width (report: 500)")
-    t.add_argument("--smooth", type=float, default=0.1, help="label smoothing of the critic's targets")
     t.add_argument("--gp", type=float, default=1.0, help="weight of a zero-centred gradient penalty on the critic "
                                                         "(report: 0)")
-    t.add_argument("--threshold", type=float, default=0.9, help="stage 3 pseudo-label confidence threshold")
-    t.add_argument("--self-decay", choices=["none", "cosine"], default="none",
-                   help="stage 3 learning rate: constant, or annealed from --lr-self toward 0 (cosine)")
     t.add_argument("--student-aug", choices=["weak", "strong"], default="strong",
                    help="stage 3 student's view: the stages' augmentation, or it plus two RandAugment-style ops per "
                         "image (affine, blur, sharpen, noise, posterize, solarize, autocontrast)")
-    t.add_argument("--ema", type=float, default=0.99, help="stage 3 teacher EMA decay")
-    t.add_argument("--pseudo", choices=["teacher", "centroid", "agree"], default="teacher",
-                   help="stage 3 pseudo-labels: the teacher's confident, balanced predictions; the nearest of its "
-                        "class centroids in feature space (SHOT), for every image; or the teacher's where they agree")
-    t.add_argument("--align", type=float, default=1.0,
-                   help="stage 3: the teacher's predictions are divided by their running mean to this power before "
-                        "thresholding (distribution alignment, rare predicted classes boosted; 0: as they are)")
-    t.add_argument("--diversity", type=float, default=0.0, help="stage 3 weight of the entropy of the batch's mean "
-                   "prediction (a bonus: keeps the student from sinking every image into one class)")
-    t.add_argument("--source-weight", type=float, default=0.0, help="stage 3 weight of a classification loss on "
-                   "labelled source images through the target encoder (its BatchNorm statistics stay the target's)")
-    t.add_argument("--teacher-bn", choices=["student", "clean"], default="student",
-                   help="the teacher's BatchNorm statistics: averaged from the student's (gathered on augmented "
-                        "views) or its own, of the clean batch it labels")
     t.add_argument("--starts", type=int, default=3, help="K > 1: K runs (seeds K*seed ... K*seed+K-1) to "
                    "--race-steps; the one with the highest im-score there goes on to the end in --run-dir")
-    t.add_argument("--race-steps", type=int, default=3000, help="with --starts: the step the starts are compared at")
-    t.add_argument("--select-images", type=int, default=2000, help="unlabelled target train images for selection")
-    t.add_argument("--val-fraction", type=float, default=0.1, help="source training data held out (stage 1 log)")
+    t.add_argument("--race-steps", type=int, default=3000, help="with --starts K > 1: the step the starts are "
+                   "compared at (a run that ends sooner: its last step)")
     loop.add_run_args(t, eval_every=250)
     evaluation.add_classifier_commands(sub, "the target encoder")
-    args = p.parse_args(argv)
-    if args.cmd == "train" and args.plain:
-        vars(args).update(PLAIN)
+    return cli.show_defaults(p)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with `given` (the options on the command line); train's carry the settings no option changes,
+    and with --plain the report's values of the options not given."""
+    args = cli.parse(build_parser(), argv)
+    if args.cmd == "train":
+        vars(args).update({k: v for k, v in settings(args.plain).items() if k not in args.given})
     return args
+
+
+def refuse_torchrun() -> None:
+    """P4 trains in one process: under torchrun rank 0 says so in one line, the other ranks leave quietly."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if int(os.environ.get("RANK", "0")) > 0:
+            sys.exit(2)
+        raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
+
+
+def check_train_args(args: argparse.Namespace) -> None:
+    """Values and combinations checked before any folder is made."""
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues a run and --overwrite starts it again; give one of them")
+    cli.check_range(args, batch=">=1", pretrain_steps=">=1", adapt_steps=">=0", selftrain_steps=">=0", lr=">0",
+                    lr_self=">0", gp=">=0", starts=">=1", race_steps=">=1", eval_every=">=1", log_every=">=1",
+                    stop_at=">=1", seed=">=0")
+    if args.texture_mix != "auto":
+        args.texture_mix = texture_share(args.texture_mix)
+    if "race_steps" in args.given and args.starts == 1 and not args.resume:
+        raise UserError("--race-steps is for a race of starts (--starts > 1); this run has one start"
+                        + (" (--plain)" if args.plain and "starts" not in args.given else ""))
+
+
+def check_resumable(config: dict, run: Path) -> None:
+    """Refuse, in one line, to resume a run that trained with an option today's code no longer has."""
+    for key, value in REMOVED.items():
+        if key in config and not same_value(config[key], value):
+            raise UserError(f"--resume: {run} trained with {key}={config[key]}, an option removed since; resume it "
+                            f"with commit {PROBES_COMMIT}")
+    for key, value in settings(config.get("plain", False)).items():
+        if key in SETTINGS and key in config and not same_value(config[key], value):
+            raise UserError(f"--resume: {run} trained with {key}={config[key]}, which no option sets now; resume it "
+                            f"with commit {PROBES_COMMIT}")
+
+
+def same_value(a, b) -> bool:
+    """Equal, a list and a tuple of the same items too (a config read back from a checkpoint holds lists)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
+def check_resumed(args: argparse.Namespace, run: Path) -> None:
+    """--resume continues a run as it began: an option given anew must say what the run has, except the free ones
+    (data, device, --stop-at, and the stage lengths, checked by `check_stages`)."""
+    last = run / "last.pt"
+    begun = sorted((run / "starts").glob("seed*/last.pt"))  # a race whose winner has not moved yet
+    if not last.is_file() and not begun:
+        raise UserError(f"--resume: last.pt not found in {run}")
+    recorded = checkpoints.load_checkpoint(last if last.is_file() else begun[0], KIND)["config"]
+    check_resumable(recorded, run)
+    recorded = {**BEFORE_DEFAULTS, **recorded, "seed": recorded.get("race_seed", recorded["seed"])}
+    for k in sorted(args.given - FREE_ON_RESUME):
+        asked = getattr(args, k)
+        if k not in recorded or (k == "texture_mix" and asked == "auto") or same_value(asked, recorded[k]):
+            continue
+        flag = "--" + k.replace("_", "-")
+        raise UserError(f"--resume continues {run} as it began, with {flag} {recorded[k]}, not {asked}; start a new "
+                        "run (another --run-dir) to change it")
+    if "race_steps" in args.given and recorded["starts"] == 1:
+        raise UserError(f"--race-steps is for a race of starts; {run} is a run of one start")
+
+
+def check_stages(args: argparse.Namespace, recorded: dict, step: int, run: Path) -> None:
+    """--resume with stage lengths of its own: honoured where the run has not reached the boundary they move, else
+    refused in one line."""
+    old_p, new_p = recorded["pretrain_steps"], args.pretrain_steps
+    old_a, new_a = old_p + recorded["adapt_steps"], new_p + args.adapt_steps
+    for flag, old, new, stage in (("--pretrain-steps", old_p, new_p, 1), ("--adapt-steps", old_a, new_a, 2)):
+        if new != old and step >= min(old, new):
+            raise UserError(f"--resume: {run} is at step {step}; {flag} would move the end of stage {stage} from step "
+                            f"{old} to step {new}, which works only before step {min(old, new)}")
+    end = new_a + args.selftrain_steps
+    if step > end:
+        raise UserError(f"--resume: {run} is at step {step}; --selftrain-steps {args.selftrain_steps} would end it "
+                        f"at step {end}, before that")
 
 
 def run_folder(args: argparse.Namespace) -> Path:
@@ -126,30 +205,29 @@ def train(args: argparse.Namespace) -> None:
     if not (args.resume and args.run_dir):  # else the run's own pair, checked when it began
         check_pair(args.source, args.target)
     run = run_folder(args)
-    # with --resume the run's own settings win; a run from before a default changed resumes as it began
-    resume = checkpoints.resume_args(args, run, KIND, older=BEFORE_DEFAULTS)
-    if args.pretrain_steps < 1 or args.adapt_steps < 0 or args.selftrain_steps < 0:
-        raise UserError("--pretrain-steps must be >= 1, --adapt-steps and --selftrain-steps >= 0")
-    if args.align < 0:
-        raise UserError(f"--align must be >= 0 (0: no alignment), got {args.align}")
-    if min(args.width) < 1:
-        raise UserError(f"--width needs two channel counts >= 1, got {args.width}")
+    # with --resume the run's own settings win (stage lengths given anew excepted); a run from before a default
+    # changed resumes as it began
+    given = cli.given_options(args)
+    resume = checkpoints.resume_args(args, run, KIND, explicit_wins=tuple(k for k in STAGES if k in given),
+                                     older=BEFORE_DEFAULTS)
+    steps = args.pretrain_steps + args.adapt_steps + args.selftrain_steps
+    if resume is not None:
+        check_resumable(resume["config"], run)
+        check_stages(args, resume["config"], resume["step"], run)
+        if args.stop_at is not None and args.stop_at <= resume["step"] < steps:
+            raise UserError(f"--stop-at {args.stop_at}: {run} is already at step {resume['step']}")
     if args.texture_mix != "auto":
         args.texture_mix = texture_share(args.texture_mix)
     dist = distributed.setup(args.device, args.seed, args.precision)
-    if dist.world > 1:
-        raise UserError("p4_adda.py runs in one process; start it with python, not torchrun")
-    config = {"kind": KIND, **checkpoints.run_config(args)}
+    config = {"kind": KIND, **{k: v for k, v in checkpoints.run_config(args).items() if k not in ("given", "force")}}
 
-    data = adaptation_data(args.data, args.source, args.target, args.val_fraction, args.seed, args.source_test,
-                           args.select_images)
+    data = adaptation_data(args.data, args.source, args.target, VAL_FRACTION, args.seed, False, SELECT_IMAGES)
     if args.texture_mix == "auto":  # decided from the unlabelled images of both domains, on record in config.json
         grey_to_colour = is_grey(data["train"].images) and not is_grey(data["target_train"].images)
         args.texture_mix = config["texture_mix"] = AUTO_TEXTURE_MIX if grey_to_colour else 0.0
     rng = torch.Generator(dist.device).manual_seed(args.seed)
     src = DeviceSampler(data["train"], dist.device, rng)
     tgt = DeviceSampler(data["target_train"], dist.device, rng)  # no labels
-    steps = args.pretrain_steps + args.adapt_steps + args.selftrain_steps
     config["total_steps"] = steps
     run = checkpoints.open_run(run, config, args.resume, args.overwrite, dist)
 
@@ -183,9 +261,10 @@ def last_im(run: Path, step: int) -> float:
 
 
 def race(args: argparse.Namespace, run: Path) -> None:
-    """--starts K: K runs to --race-steps in <run>/starts/seed<S>; the files of the one with the highest im-score
-    there move to <run>, which trains on to the end. <run>/starts.json records the race."""
-    record, fresh = run / "starts.json", args.overwrite and not args.resume
+    """--starts K: K runs to --race-steps (or to their end, if that comes first) in <run>/starts/seed<S>; the files
+    of the one with the highest im-score there move to <run>, which trains on to the end. <run>/starts.json records
+    the race and the step it compared."""
+    record, fresh, stop_here = run / "starts.json", args.overwrite and not args.resume, False
     if not args.resume and (record.is_file() or (run / "last.pt").is_file()) and not args.overwrite:
         raise UserError(f"{run} already holds a run; pass --resume to continue it or --overwrite to start again")
     if fresh:
@@ -194,13 +273,16 @@ def race(args: argparse.Namespace, run: Path) -> None:
         begun = sorted((run / "starts").glob("seed*/config.json"))
         if args.resume and begun:  # the race's own settings, as its first start recorded them
             recorded = json.loads(begun[0].read_text())
+            keep = (*checkpoints.RUN_ONLY_ARGS, *cli.given_options(args), "given", "run_dir", "seed", "data")
             for k, v in recorded.items():
-                if hasattr(args, k) and k not in (*checkpoints.RUN_ONLY_ARGS, "run_dir", "seed", "data"):
+                if hasattr(args, k) and k not in keep:  # options given anew were checked against these
                     setattr(args, k, v)
             args.seed, args.data = recorded["race_seed"], args.data or recorded["data"]
-        if args.race_steps <= args.pretrain_steps:
+        total = args.pretrain_steps + args.adapt_steps + args.selftrain_steps
+        at = min(args.race_steps, total)  # the step the starts are compared at
+        if at <= args.pretrain_steps < total:
             raise UserError("--race-steps must lie past stage 1 (--pretrain-steps)")
-        halt, scores = min(args.race_steps, args.stop_at or args.race_steps), {}
+        halt, scores = min(at, args.stop_at or at), {}
         for seed in range(args.seed * args.starts, (args.seed + 1) * args.starts):
             folder = run / "starts" / f"seed{seed}"
             has = not fresh and (folder / "last.pt").is_file()
@@ -208,14 +290,19 @@ def race(args: argparse.Namespace, run: Path) -> None:
                 train(argparse.Namespace(**{**vars(args), "seed": seed, "race_seed": args.seed, "run_dir": str(folder),
                                             "stop_at": halt, "resume": has}))
             scores[seed] = last_im(folder, halt)
-        if halt < args.race_steps:
+        if halt < at:
             return
         winner = max(scores, key=scores.get)
-        cli.write_json(record, {"race_steps": args.race_steps, "im_by_seed": scores, "winner_seed": winner})
-        print(f"starts: im-score at step {args.race_steps} by seed {scores}; seed {winner} goes on in {run}")
+        cli.write_json(record, {"race_steps": args.race_steps, "step": at, "im_by_seed": scores,
+                                "winner_seed": winner})
+        print(f"starts: im-score at step {at} by seed {scores}; seed {winner} goes on in {run}")
+        stop_here = args.stop_at == at < total  # --stop-at at the race's step: the winner waits there
     winner = json.loads(record.read_text())["winner_seed"]
     for f in sorted((run / "starts" / f"seed{winner}").glob("*")):  # the winner's run folder becomes <run>
         f.replace(run / f.name)
+    if stop_here:
+        print(f"stopped at step {args.stop_at}; continue with --resume --run-dir {run}")
+        return
     train(argparse.Namespace(**{**vars(args), "seed": winner, "race_seed": args.seed, "run_dir": str(run),
                                 "resume": True}))
 
@@ -235,7 +322,9 @@ def load_encoders(path: str, device: torch.device | str) -> tuple[nn.Module | No
 
 def export(args: argparse.Namespace) -> None:
     *_, ck = load_encoders(args.ckpt, "cpu")  # the weights fit the networks
-    print(f"wrote {checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=('target_encoder', 'classifier'))}")
+    out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("target_encoder", "classifier"),
+                                        force=args.force)  # never over --ckpt; over checkpoints/ only with --force
+    print(f"wrote {out}")
 
 
 def classifier(path: str, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -244,13 +333,22 @@ def classifier(path: str, device: torch.device) -> Callable[[torch.Tensor], torc
 
 
 def main(argv: list[str] | None = None) -> None:
+    refuse_torchrun()
     args = parse_args(argv)
-    run = run_folder(args) if args.cmd == "train" else None
-    if run and (args.starts > 1 and not args.resume or args.resume and (run / "starts").is_dir()):
-        race(args, run)
-    elif args.cmd in ("train", "export"):
-        {"train": train, "export": export}[args.cmd](args)
-    else:
+    if args.cmd == "train":
+        check_train_args(args)
+        if not (args.resume and args.run_dir):  # else the run's own pair, checked when it began
+            check_pair(args.source, args.target)
+        run = run_folder(args)
+        if args.resume:
+            check_resumed(args, run)
+        if args.starts > 1 and not args.resume or args.resume and (run / "starts").is_dir():
+            race(args, run)
+        else:
+            train(args)
+    elif args.cmd == "export":
+        export(args)
+    else:  # predict (never over --ckpt or --images; over a label CSV beside them only with --force), eval
         evaluation.run_classifier_command(args, classifier)
 
 

@@ -6,6 +6,10 @@
 # Lines written before --gp 1 became the default say --gp 0; before --student-aug strong --lr-self 3e-4 (2026-12-02)
 # they say --student-aug weak --lr-self 1e-4; before --texture-mix auto (0.25 from a grey source to a
 # colour target, else 0), runs from a grey source that did not mix say --texture-mix 0.
+# Lines with an option removed on 2026-12-05 (the probes that measured no gain: --source-test, --zoom, --width,
+# --critic-hidden, --smooth, --lr-adapt, --self-decay, --pseudo, --align, --diversity, --source-weight, --teacher-bn,
+# --threshold, --ema, --select-images, --val-fraction) run with commit 1a7f9f9 (`git checkout 1a7f9f9`), which has
+# them; today's p4_adda.py refuses them, and refuses to --resume their runs, in one line.
 # Usage: bash benchmarks/p4_ablation.sh [DATA_ROOT] [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."

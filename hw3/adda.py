@@ -4,7 +4,6 @@ the source side frozen), selftrain (target encoder on an EMA teacher's confident
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
@@ -17,27 +16,15 @@ from hw3.augment import augment_digits, strong_digits, texture_mix
 from models import BNEncoder, FeatureCritic, LeNetClassifier, LeNetEncoder, ema_update, gradient_penalty
 
 KIND = "p4_adda"
-CENTROID_EVERY = 100  # --pseudo centroid: stage 3 steps between two clusterings of the target features
-
-
-@torch.no_grad()
-def cluster_centroids(encoder: nn.Module, classifier: nn.Module, images: torch.Tensor, device: torch.device
-                      ) -> torch.Tensor:
-    """SHOT's class centroids (Liang et al. 2020) of unlabelled target images (uint8 (N, 3, 28, 28)): the features'
-    mean weighted by each class's predicted probability, then the mean over the images nearest to each (cosine).
-    Returns (10, D), unit rows; a class no image is nearest to keeps its weighted centroid. Puts `encoder` in eval
-    mode."""
-    feats = evaluation.predict_logits(encoder.eval(), images, device)  # (N, D): the encoder's output
-    probs = classifier(feats.to(device)).float().softmax(1).cpu()  # (N, 10)
-    f = F.normalize(feats, dim=1)
-    weighted = F.normalize(probs.T @ f, dim=1)  # (10, D)
-    nearest = F.one_hot((f @ weighted.T).argmax(1), 10).float()  # (N, 10)
-    hard = F.normalize(nearest.T @ f, dim=1)
-    return torch.where(nearest.sum(0)[:, None] > 0, hard, weighted).to(device)
+LR_ADAPT = 2e-4    # stage 2's Adam rate, encoder and critic (betas 0.5, 0.999), the report's
+CRITIC_HIDDEN = 500  # the critic's width, the report's
+THRESHOLD = 0.9    # stage 3: the smallest (aligned) teacher confidence that makes a pseudo-label
+EMA = 0.99         # stage 3: the teacher's decay
 
 
 def make_encoder(cfg: dict) -> nn.Module:
-    """The encoder a config names: the report's LeNet or the BatchNorm one (of its conv widths)."""
+    """The encoder a config names: the report's LeNet or the BatchNorm one. (Runs of commit 1a7f9f9 could record
+    other conv widths; their checkpoints still load.)"""
     if cfg["encoder"] == "lenet":
         return LeNetEncoder()
     return BNEncoder(cfg.get("input_norm", True), tuple(cfg.get("width", (32, 64))))
@@ -46,13 +33,13 @@ def make_encoder(cfg: dict) -> nn.Module:
 def build(cfg: dict, dist: distributed.Dist) -> tuple[dict[str, nn.Module], dict[str, torch.optim.Optimizer]]:
     """The five networks and four optimizers; each optimizer owns exactly the parameters its stage trains."""
     nets = {"source_encoder": make_encoder(cfg), "classifier": LeNetClassifier(), "target_encoder": make_encoder(cfg),
-            "critic": FeatureCritic(500, cfg["critic_hidden"]), "teacher": make_encoder(cfg)}
+            "critic": FeatureCritic(500, CRITIC_HIDDEN), "teacher": make_encoder(cfg)}
     nets = {k: distributed.prepare_model(v, dist) for k, v in nets.items()}
     adam = distributed.adam
     opts = {"pretrain": adam([*nets["source_encoder"].parameters(), *nets["classifier"].parameters()], cfg["lr"],
                              betas=(cfg["beta1"], 0.999)),
-            "critic": adam(nets["critic"].parameters(), cfg["lr_adapt"], betas=(0.5, 0.999)),
-            "target": adam(nets["target_encoder"].parameters(), cfg["lr_adapt"], betas=(0.5, 0.999)),
+            "critic": adam(nets["critic"].parameters(), LR_ADAPT, betas=(0.5, 0.999)),
+            "target": adam(nets["target_encoder"].parameters(), LR_ADAPT, betas=(0.5, 0.999)),
             "selftrain": adam(nets["target_encoder"].parameters(), cfg["lr_self"])}
     return nets, opts
 
@@ -69,7 +56,6 @@ class ADDAMethod:
         self.pretrain_end = args.pretrain_steps
         self.adapt_end = args.pretrain_steps + args.adapt_steps
         self.pbar = torch.full((10,), 0.1, device=dist.device)  # running mean of the teacher's predictions
-        self.centroids: torch.Tensor | None = None  # --pseudo centroid: the teacher's class centroids (10, 500)
         self.summary: dict = {}  # source-only accuracy, each stage's best checkpoint (the ablation rows)
 
     def stage(self, step: int) -> str:
@@ -84,33 +70,32 @@ class ADDAMethod:
         self.nets["teacher"].eval().requires_grad_(False)
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return augment_digits(x, self.rng, self.args.zoom)
+        return augment_digits(x, self.rng)
 
     def source_view(self, xs: torch.Tensor, xt: torch.Tensor | None = None) -> torch.Tensor:
         """What every stage trains on of a source batch: texture-mixed into target images (`xt`, or a batch drawn
-        only when mixing), then augmented, as the flags say."""
+        only when mixing), then augmented, as the run's settings say."""
         if self.args.texture_mix > 0:
             xs = texture_mix(xs, self.tgt.sample(self.args.batch)[0] if xt is None else xt, self.rng,
                              self.args.texture_mix)
         return self.augment(xs) if self.args.augment else xs
 
-    def self_lr(self, step: int) -> float:
-        """Stage 3's learning rate at (0-based) `step`: --lr-self, or with --self-decay cosine annealed from it toward 0
-        over the stage."""
-        if self.args.self_decay == "none":
-            return self.args.lr_self
-        done = (step - self.adapt_end) / max(self.args.selftrain_steps, 1)
-        return self.args.lr_self * 0.5 * (1 + math.cos(math.pi * done))
-
     def update(self, step: int) -> dict[str, float]:
+        if step == self.adapt_end:  # the first step of stage 3; the last state of stage 2 has been scored
+            self.start_selftraining()
         stage = self.stage(step)
-        if stage == "selftrain":
-            for group in self.opts["selftrain"].param_groups:
-                group["lr"] = self.self_lr(step)
-        if stage == "selftrain" and self.args.pseudo != "teacher" and (step - self.adapt_end) % CENTROID_EVERY == 0:
-            self.centroids = cluster_centroids(self.nets["teacher"], self.nets["classifier"], self.data["select"],
-                                               self.dist.device)
         return {"pretrain": self.pretrain_step, "adapt": self.adapt_step, "selftrain": self.selftrain_step}[stage]()
+
+    def start_selftraining(self) -> None:
+        """Stage 3 starts from the checkpoint chosen so far (unsupervised), and the teacher as a copy of it. Done at
+        the stage's first update, not at the end of stage 2's last one: that state is evaluated (and may be the one
+        chosen) before it is swapped out."""
+        n = self.nets
+        if (self.run / "best.pt").is_file():
+            best = checkpoints.load_checkpoint(self.run / "best.pt", KIND)
+            n["target_encoder"].load_state_dict(best["models"]["target_encoder"])
+        n["teacher"].load_state_dict(n["target_encoder"].state_dict())
+        self.set_modes(self.adapt_end)
 
     def pretrain_step(self) -> dict[str, float]:
         args, (src_enc, cls) = self.args, (self.nets["source_encoder"], self.nets["classifier"])
@@ -137,7 +122,7 @@ class ADDAMethod:
             ft = n["target_encoder"](xt)
             # critic step: tell source features from target ones (its optimizer owns only the critic)
             out = n["critic"](torch.cat([fs, ft.detach()]))
-            loss_critic = F.cross_entropy(out.float(), dom, label_smoothing=args.smooth)
+            loss_critic = F.cross_entropy(out.float(), dom, label_smoothing=args.smooth)  # the report's: 0
             if args.gp > 0:
                 loss_critic = loss_critic + args.gp * gradient_penalty(n["critic"], fs.float(), ft.detach().float(),
                                                                     self.rng)
@@ -155,51 +140,28 @@ class ADDAMethod:
     def selftrain_step(self) -> dict[str, float]:
         args, n = self.args, self.nets
         xt, _ = self.tgt.sample(args.batch)
-        clean_bn = args.teacher_bn == "clean"
-        for m in evaluation.batchnorm_layers(n["teacher"]):  # "clean": statistics of the clean batch it labels
-            m.train(clean_bn)
         with torch.no_grad(), distributed.autocast(self.dist.device):
-            features = n["teacher"](xt)  # (B, 500), the teacher's view: the clean image
-            p = n["classifier"](features).float().softmax(1)
+            p = n["classifier"](n["teacher"](xt)).float().softmax(1)  # the teacher's view: the clean image
             self.pbar = 0.99 * self.pbar + 0.01 * p.mean(0)
-            p = p / self.pbar ** args.align  # distribution alignment: rare predicted classes boosted, labels balanced
+            p = p / self.pbar  # distribution alignment: rare predicted classes boosted, labels balanced
             conf, pseudo = (p / p.sum(1, keepdim=True)).max(1)
-            mask = (conf >= args.threshold).float()
-            if args.pseudo != "teacher":  # the nearest class centroid (SHOT)
-                nearest = (F.normalize(features.float(), dim=1) @ self.centroids.T).argmax(1)
-                # centroid: every image, labelled by it; agree: the teacher's confident labels it agrees with
-                mask = torch.ones_like(mask) if args.pseudo == "centroid" else mask * (nearest == pseudo).float()
-                pseudo = nearest
-        view = strong_digits(xt, self.rng, args.zoom) if args.student_aug == "strong" else self.augment(xt)
+            mask = (conf >= THRESHOLD).float()
+        view = strong_digits(xt, self.rng) if args.student_aug == "strong" else self.augment(xt)
         with distributed.autocast(self.dist.device):  # the student's view: an augmented image
             logits = n["classifier"](n["target_encoder"](view)).float()
             loss = (F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()
         spread = evaluation.entropy(logits.softmax(1).mean(0))  # of the batch's mean prediction: low = one class
-        total, out = loss - args.diversity * spread, {"loss_self": loss.item(), "mask": mask.mean().item(),
-                                                       "spread": spread.item()}
-        if args.source_weight > 0:  # labelled source images through the same encoder keep its classes anchored
-            xs, ys = self.src.sample(args.batch)
-            xs = self.source_view(xs, xt)
-            with distributed.autocast(self.dist.device), evaluation.frozen_batchnorm_stats(n["target_encoder"]):
-                loss_src = F.cross_entropy(n["classifier"](n["target_encoder"](xs)).float(), ys)
-            total, out["loss_src"] = total + args.source_weight * loss_src, loss_src.item()
         self.opts["selftrain"].zero_grad(set_to_none=True)
-        total.backward()
+        loss.backward()
         self.opts["selftrain"].step()
-        ema_update(n["teacher"], n["target_encoder"], args.ema, buffers=not clean_bn)
-        return out
+        ema_update(n["teacher"], n["target_encoder"], EMA)  # weights and BatchNorm statistics
+        return {"loss_self": loss.item(), "mask": mask.mean().item(), "spread": spread.item()}
 
     def after_step(self, step: int) -> None:
-        """At a stage boundary: the target encoder starts as the source encoder; the teacher as the chosen one."""
-        n = self.nets
+        """At the end of stage 1 the target encoder starts as the source encoder (what the end of stage 1 is then
+        scored with: the source-only model). Stage 3's start is in `update`."""
         if step == self.pretrain_end:
-            n["target_encoder"].load_state_dict(n["source_encoder"].state_dict())
-        if step == self.adapt_end:  # self-training starts from the checkpoint chosen so far (unsupervised)
-            if (self.run / "best.pt").is_file():
-                best = checkpoints.load_checkpoint(self.run / "best.pt", KIND)
-                n["target_encoder"].load_state_dict(best["models"]["target_encoder"])
-            n["teacher"].load_state_dict(n["target_encoder"].state_dict())
-        if step in (self.pretrain_end, self.adapt_end):
+            self.nets["target_encoder"].load_state_dict(self.nets["source_encoder"].state_dict())
             self.set_modes(step)
 
     def evaluate(self, step: int) -> dict[str, float]:
@@ -238,8 +200,6 @@ class ADDAMethod:
         state = {"models": {k: v.state_dict() for k, v in keep.items()}, "summary": self.summary}
         if full:
             state |= {"optimizers": {k: o.state_dict() for k, o in self.opts.items()}, "pbar": self.pbar.cpu()}
-            if self.centroids is not None:
-                state["centroids"] = self.centroids.cpu()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -248,6 +208,4 @@ class ADDAMethod:
         for k, opt in self.opts.items():
             opt.load_state_dict(state["optimizers"][k])
         self.pbar, self.summary = state["pbar"].to(self.dist.device), state["summary"]
-        if "centroids" in state:
-            self.centroids = state["centroids"].to(self.dist.device)
         self.set_modes(state["step"])

@@ -4,6 +4,10 @@ A method is an object with `update(step) -> dict[str, float]` (one training step
 `score(metrics)` (the selection criterion, or None), `after_step(step)` and `state_dict(full)` /
 `load_state_dict(state)`. `run` owns the rest: progress bar, window means, metrics.jsonl, evaluation and checkpoint
 selection, atomic `last.pt` / `best.pt`, exact resume, Ctrl-C (checkpoint, exit 130) and `--stop-at`.
+
+After step N's update the loop calls `after_step(N)`, then evaluates, scores and checkpoints step N. So what
+`after_step` changes is what gets scored and saved: it must not swap out a state that could be chosen (a stage that
+starts from another state does that in its first `update`, after the last state before it has been scored).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from hw3.checkpoints import MetricLog, check_finite, rng_state, save_checkpoint, set_rng_state
+from hw3.checkpoints import MetricLog, check_finite, restore_generator, rng_state, save_checkpoint, set_rng_state
 from hw3.cli import GracefulStop
 from hw3.distributed import add_precision_arg
 
@@ -50,14 +54,16 @@ def add_run_args(parser: argparse.ArgumentParser, log_every: int = 50, evaluates
     """The options every training script shares: logging (and evaluation) period, seed, device, precision, and the
     run-folder controls (--resume, --overwrite, --stop-at)."""
     if evaluates:
-        parser.add_argument("--eval-every", type=int, default=eval_every)
-    parser.add_argument("--log-every", type=int, default=log_every)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto")
+        parser.add_argument("--eval-every", type=int, default=eval_every,
+                            help="steps between evaluations (each may choose a new best.pt)")
+    parser.add_argument("--log-every", type=int, default=log_every, help="steps between lines of metrics.jsonl")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N; auto: cuda if there is one")
     add_precision_arg(parser)
     parser.add_argument("--resume", action="store_true", help="continue --run-dir from its last.pt, with its config")
     parser.add_argument("--overwrite", action="store_true", help="start again in a folder that holds a run")
-    parser.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (continue with --resume)")
+    parser.add_argument("--stop-at", type=int, help="checkpoint and stop after this step (default: none, train to "
+                        "the end; continue with --resume)")
 
 
 def run(method: Method, run_dir: Path, config: dict, rng: torch.Generator, plan: Schedule, is_main: bool = True,
@@ -68,7 +74,7 @@ def run(method: Method, run_dir: Path, config: dict, rng: torch.Generator, plan:
     if resume is not None:
         method.load_state_dict(resume)
         step, best = resume["step"], resume.get("best", {})
-        rng.set_state(resume["rng"]["batches"])
+        restore_generator(rng, resume["rng"]["batches"])  # from another device too
         set_rng_state(resume["rng"]["global"])
     log = MetricLog(run_dir, is_main, step)
 

@@ -316,7 +316,7 @@ def p4_train(c: Case, kind: str) -> subprocess.CompletedProcess:
     root = digit_root(c, kind, "train")
     return run_main(p4_adda.main, "train", "--data", str(root), "--source", source_domain(kind), "--target", "mnist",
                     "--pretrain-steps", "1", "--adapt-steps", "1", "--selftrain-steps", "1", "--batch", "8",
-                    "--select-images", "16", "--eval-every", "1", "--starts", "1", "--run-dir", str(c.tmp / "run"))
+                    "--eval-every", "1", "--starts", "1", "--run-dir", str(c.tmp / "run"))
 
 
 def eval_cli(module, ckpt: str):
@@ -636,7 +636,7 @@ DIR_OUT_CLIS = {
                                             "--batch", "8", "--eval-every", "1"),
     "p4_adda.py train --run-dir": train_run(p4_adda, "--source", "mnist", "--target", "usps", "--pretrain-steps",
                                             "1", "--adapt-steps", "0", "--selftrain-steps", "0", "--batch", "8",
-                                            "--select-images", "16", "--eval-every", "1"),
+                                            "--eval-every", "1"),
     "p2_acgan.py train --run-dir": train_run(p2_acgan, "--steps", "1", "--batch", "4"),
 }
 
