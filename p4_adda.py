@@ -282,16 +282,17 @@ def race(args: argparse.Namespace, run: Path) -> None:
         at = min(args.race_steps, total)  # the step the starts are compared at
         if at <= args.pretrain_steps < total:
             raise UserError("--race-steps must lie past stage 1 (--pretrain-steps)")
-        halt, scores = min(at, args.stop_at or at), {}
-        for seed in range(args.seed * args.starts, (args.seed + 1) * args.starts):
+        halt, seeds = min(at, args.stop_at or at), range(args.seed * args.starts, (args.seed + 1) * args.starts)
+        for seed in seeds:
             folder = run / "starts" / f"seed{seed}"
             has = not fresh and (folder / "last.pt").is_file()
             if not has or checkpoints.load_checkpoint(folder / "last.pt", KIND)["step"] < halt:
                 train(argparse.Namespace(**{**vars(args), "seed": seed, "race_seed": args.seed, "run_dir": str(folder),
                                             "stop_at": halt, "resume": has}))
-            scores[seed] = last_im(folder, halt)
         if halt < at:
+            print(f"the starts stopped at step {halt}; continue the race with --resume --run-dir {run}")
             return
+        scores = {seed: last_im(run / "starts" / f"seed{seed}", at) for seed in seeds}
         winner = max(scores, key=scores.get)
         cli.write_json(record, {"race_steps": args.race_steps, "step": at, "im_by_seed": scores,
                                 "winner_seed": winner})

@@ -391,11 +391,13 @@ def test_the_last_state_of_stage_2_is_scored_before_stage_3_swaps_it(u2m_run, de
 
 def test_a_race_shorter_than_race_steps_compares_and_names_its_last_step(demo_root, tmp_path):
     """Starts that end before --race-steps (3,000 by default) are compared at their last step, and the record and
-    the report say that step."""
+    the report say that step. (Stopped inside stage 1 first: a race stops there too, and resumes.)"""
     run = tmp_path / "race"
     r = run_main(p4_adda.main, "train", "--data", str(demo_root), *U2M, "--pretrain-steps", "10", "--adapt-steps",
                  "5", "--selftrain-steps", "5", "--batch", "16", "--eval-every", "5", "--starts", "2",
-                 "--run-dir", str(run))
+                 "--run-dir", str(run), "--stop-at", "5")
+    assert r.returncode == 0 and not (run / "starts.json").exists(), r.stderr[-2000:]
+    r = run_main(p4_adda.main, "train", "--run-dir", str(run), "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     record = json.loads((run / "starts.json").read_text())
     assert record["step"] == 20 and load(run / "last.pt")["step"] == 20
