@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -215,6 +216,10 @@ def check_output_file(path: str | Path, suffixes: tuple[str, ...], reads: tuple[
     make_folder(path.parent)
     if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"cannot write {path}: permission denied")
+    try:  # a folder that takes no new file (a read-only mount, /proc): say so now, not after the slow part
+        tempfile.TemporaryFile(dir=path.parent).close()
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     return path
 
 

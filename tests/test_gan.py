@@ -692,3 +692,19 @@ def test_a_finished_run_writes_metrics_json_and_curves_show_a_single_point(demo_
     gan.plot_gan_curves(run)
     (xs, ys), style = drawn[0]
     assert list(xs) == [1] and style.get("marker") not in (None, "", "None")  # a lone point needs a marker
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, a folder that takes no file")
+def test_an_unwritable_output_is_named_before_the_slow_part(shipped, demo_root, tmp_path, monkeypatch, capsys):
+    """/proc takes no new file: the error names the user's path (not a temporary file) and comes before any work."""
+    import p3_dann
+
+    export = str(shipped / "ckpt" / "p1_dcgan.pt")
+    for module, argv in ((p1_dcgan, ["sample", "--ckpt", export, "--out", "/proc/hw3.jpg"]),
+                         (p1_dcgan, ["eval", "--ckpt", export, "--data", str(demo_root), "--n", "4", "--json",
+                                     "/proc/hw3.json"]),
+                         (p3_dann, ["predict", "--ckpt", str(ROOT / "checkpoints" / "p3_dann_usps.pt"), "--images",
+                                    str(demo_root / "digits" / "usps" / "test"), "--out", "/proc/hw3.csv"])):
+        r = in_process(module, argv, monkeypatch, capsys)
+        assert_clean_error(r, "cannot write /proc/hw3.")
+        assert ".tmp" not in r.stderr and "inception" not in r.stderr
