@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 # Two threads per test process; one under pytest-xdist (`-n 2`), whose workers already fill the cores.
 THREADS = 1 if "PYTEST_XDIST_WORKER" in os.environ else 2
 torch.set_num_threads(THREADS)
-SHARED_RUNS = {"shipped", "dann_run", "adapted"}  # module fixtures that train a model for several tests
+SHARED_RUNS = {"shipped", "dann_run", "adapted", "u2m_run"}  # module fixtures that train a model for several tests
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
