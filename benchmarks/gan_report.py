@@ -10,12 +10,17 @@ import statistics
 import sys
 from pathlib import Path
 
+# the recipe's values (runs recorded before an option existed had its first value: no mirroring, no extra faces;
+# loss, r1, spectral_norm, lr_d are removed probes that older run folders record)
 LEVERS = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr": 2e-4, "lr_d": None, "betas": [0.5, 0.999],
-          "batch": 64, "diffaug": "color,translation,cutout", "ema": 0.999, "xflip": False, "seed": 0}
+          "batch": 64, "diffaug": "color,translation,cutout", "ema": 0.999, "xflip": True, "extra_share": 0.5,
+          "seed": 0}
+OLDER = {"xflip": False, "extra_share": 0.0}
 
 
 def row(run: Path) -> str:
     cfg = json.loads((run / "config.json").read_text())
+    cfg = {**OLDER, **cfg}
     flags = ", ".join(f"{k}={cfg.get(k, v)}" for k, v in LEVERS.items() if cfg.get(k, v) != v) or "the recipe"
     logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     rate = statistics.median(r["img_per_s"] for r in logged if "img_per_s" in r)
