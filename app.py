@@ -11,19 +11,14 @@ without gradio installed: the tests check it against the scripts' own outputs.
 from __future__ import annotations
 
 import argparse
-import atexit
 import functools
 import html
 import inspect
-import json
 import math
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -38,10 +33,10 @@ import p3_dann
 import p4_adda
 from datasets import DIGIT_SIZE, decode
 from hw3 import cli, distributed, evaluation, gan
+from hw3.shipped import TARGETS, example_digits, results_markdown, unpack_examples
 from models import Z_DIM, truncate
 
 ROOT = Path(__file__).resolve().parent
-TARGETS = ("mnistm", "usps")
 SEED_MAX = 2**32 - 1
 PAIRS = 10  # noise vectors of one fig2_2; the smile face of a seed is the first
 GRID = (32, 8)  # fig1_2: faces, columns
@@ -65,7 +60,7 @@ class Models:
     """The shipped generators and classifiers on one device, in eval mode, fp32."""
 
     def __init__(self, device: torch.device, ckpt_dir: Path = ROOT / "checkpoints"):
-        self.device = device
+        self.device, self.ckpt_dir = device, ckpt_dir
         self.dcgan, ck = gan.load_generator(ckpt_dir / "p1_dcgan.pt", p1_dcgan.SPEC, device)
         self.dcgan_psi = float(ck["config"].get("truncation", 1.0))  # what `sample` uses when not told
         acgan, ck = gan.load_generator(ckpt_dir / "p2_acgan.pt", p2_acgan.SPEC, device)
@@ -210,56 +205,6 @@ def preview(images: torch.Tensor) -> np.ndarray:
     return images[0].permute(1, 2, 0).numpy().repeat(PREVIEW_SCALE, 0).repeat(PREVIEW_SCALE, 1)
 
 
-def unpack_examples(zip_path: Path = ROOT / "examples" / "digits.zip") -> Path:
-    """examples/digits.zip unpacked into a temporary folder (removed at exit): <target>/images/*.png + labels.csv."""
-    folder = Path(tempfile.mkdtemp(prefix="hw3-app-examples-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    with zipfile.ZipFile(zip_path) as z:
-        z.extractall(folder)
-    return folder
-
-
-def example_digits(folder: Path, per_class: int = 1) -> list[tuple[str, str, int]]:
-    """(path, target, label) of the first `per_class` examples of each class, per target."""
-    out = []
-    for target in TARGETS:
-        rows = sorted(line.split(",") for line in (folder / target / "labels.csv").read_text().split()[1:])
-        for label in range(10):
-            names = [name for name, y in rows if int(y) == label][:per_class]
-            out += [(str(folder / target / "images" / name), target, label) for name in names]
-    return out
-
-
-# ----------------------------------------------------------------------------- results tables
-
-
-def results_markdown(ckpt_dir: Path = ROOT / "checkpoints") -> str:
-    """The shipped models' numbers, read from checkpoints/*.json, as two Markdown tables."""
-    def read(name: str) -> dict:
-        path = ckpt_dir / f"{name}.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    def num(x: Any, digits: int = 3) -> str:
-        return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "–"
-
-    lines = ["| generator | FID (2,000 generated vs 1,000 dev faces) | real-vs-real floor | truncation "
-             "| Smiling accuracy | flip rate |", "|---|---|---|---|---|---|"]
-    for name, title in (("p1_dcgan", "P1 DCGAN"), ("p2_acgan", "P2 ACGAN")):
-        ev = read(name).get("eval", {})
-        lines.append(f"| {title} | {num(ev.get('fid'), 1)} | {num(ev.get('fid_floor'), 1)} | "
-                     f"{num(ev.get('truncation'), 2)} | {num(ev.get('attr_acc'))} | {num(ev.get('flip_rate'))} |")
-    lines += ["", "| classifier | source -> target | target dev-test accuracy | chosen by | step |",
-              "|---|---|---|---|---|"]
-    for name, title in (("p3_dann", "P3 DANN"), ("p4_adda", "P4 ADDA+")):
-        for target in TARGETS:
-            m = read(f"{name}_{target}").get("metrics", {})
-            if m:
-                chosen = m.get("selection") or f"{m.get('select', '?')} score on unlabelled target train images"
-                lines.append(f"| {title} | {m.get('source', '?')} -> {m.get('target', target)} | "
-                             f"{num(m.get('target_test_acc'))} | {chosen} | {m.get('best_step', m.get('step', '–'))} |")
-    return "\n".join(lines)
-
-
 # ----------------------------------------------------------------------------- the page
 
 
@@ -327,7 +272,7 @@ def build(models: Models, examples: Path) -> Any:
                         p4 = gr.Label(num_top_classes=10, label="P4 improved ADDA", elem_id="p4-label")
                         p3 = gr.Label(num_top_classes=10, label="P3 DANN", elem_id="p3-label")
             with gr.Accordion("Results and the t-SNE figure", open=True):
-                gr.Markdown(results_markdown())
+                gr.Markdown(results_markdown(models.ckpt_dir))
                 tsne = ROOT / "docs" / "tsne_u2m.png"
                 if tsne.is_file():
                     gr.Image(str(tsne), label="t-SNE of DANN features, usps -> mnistm (docs/tsne_u2m.png)",

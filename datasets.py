@@ -18,14 +18,9 @@ import torch
 from PIL import Image
 
 from hw3.checkpoints import save_checkpoint
-from hw3.cli import DataWarning, UserError
+from hw3.cli import IMAGE_SUFFIXES, DataWarning, UserError
 
-# ----------------------------------------------------------------------------- reading the course files
-
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-
-
-# ----------------------------------------------------------------------------- decoding
+# ----------------------------------------------------------------------------- reading the course files: decoding
 
 
 def decode(path: str | Path, size: int) -> np.ndarray:
@@ -88,7 +83,7 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     check_folder(folder)
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTS]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
     if len(images) < len(files):
         warnings.warn(f"ignoring {len(files) - len(images)} non-image file(s) in {folder}", DataWarning,
                       stacklevel=2)

@@ -79,9 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-fraction", type=float, default=0.1, help="labelled training data held out for validation")
     t.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
     loop.add_run_args(t)
-    for action in t._actions:  # the shared run options whose default is None
-        if action.dest == "stop_at" and "default" not in (action.help or ""):
-            action.help += " (default: none, train to the end)"
     evaluation.add_classifier_commands(sub, "the DANN network")
     return cli.show_defaults(p)
 
@@ -105,14 +102,10 @@ def run_length(args: argparse.Namespace, n_labelled: int) -> int:
 
 def check_resumable(config: dict, run: Path) -> None:
     """Refuse, in one line, to resume a run that trained with a setting today's code no longer has."""
-    for key, (value, commit) in REMOVED.items():
-        if key in config and config[key] != value:
-            raise UserError(f"--resume: {run} trained with {key}={config[key]}, an option removed since; resume it "
-                            f"with commit {commit}")
-    for key, value in settings(config.get("plain", False), config.get("mode", "dann")).items():
-        if key in config and config[key] != value:
-            raise UserError(f"--resume: {run} trained with {key}={config[key]}, which no option sets now; resume it "
-                            f"with commit {SETTINGS_COMMIT}")
+    checkpoints.refuse_other_values(config, {k: v for k, (v, _) in REMOVED.items()},
+                                    {k: c for k, (_, c) in REMOVED.items()}, run, "an option removed since")
+    checkpoints.refuse_other_values(config, settings(config.get("plain", False), config.get("mode", "dann")),
+                                    SETTINGS_COMMIT, run, "which no option sets now")
 
 
 def make_optimizers(net: DANN, lr: float) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:

@@ -143,21 +143,13 @@ def check_train_args(args: argparse.Namespace) -> None:
 
 def check_resumable(config: dict, run: Path) -> None:
     """Refuse, in one line, to resume a run that trained with an option today's code no longer has."""
-    for key, value in REMOVED.items():
-        if key in config and not same_value(config[key], value):
-            raise UserError(f"--resume: {run} trained with {key}={config[key]}, an option removed since; resume it "
-                            f"with commit {PROBES_COMMIT}")
-    for key, value in settings(config.get("plain", False)).items():
-        if key in SETTINGS and key in config and not same_value(config[key], value):
-            raise UserError(f"--resume: {run} trained with {key}={config[key]}, which no option sets now; resume it "
-                            f"with commit {PROBES_COMMIT}")
+    checkpoints.refuse_other_values(config, REMOVED, PROBES_COMMIT, run, "an option removed since")
+    plain = settings(config.get("plain", False))
+    checkpoints.refuse_other_values(config, {k: plain[k] for k in SETTINGS}, PROBES_COMMIT, run,
+                                    "which no option sets now")
 
 
-def same_value(a, b) -> bool:
-    """Equal, a list and a tuple of the same items too (a config read back from a checkpoint holds lists)."""
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return list(a) == list(b)
-    return a == b
+same_value = checkpoints.same_value
 
 
 def check_resumed(args: argparse.Namespace, run: Path) -> None:
@@ -202,8 +194,6 @@ def run_folder(args: argparse.Namespace) -> Path:
 
 
 def train(args: argparse.Namespace) -> None:
-    if not (args.resume and args.run_dir):  # else the run's own pair, checked when it began
-        check_pair(args.source, args.target)
     run = run_folder(args)
     # with --resume the run's own settings win (stage lengths given anew excepted); a run from before a default
     # changed resumes as it began
@@ -216,10 +206,8 @@ def train(args: argparse.Namespace) -> None:
         check_stages(args, resume["config"], resume["step"], run)
         if args.stop_at is not None and args.stop_at <= resume["step"] < steps:
             raise UserError(f"--stop-at {args.stop_at}: {run} is already at step {resume['step']}")
-    if args.texture_mix != "auto":
-        args.texture_mix = texture_share(args.texture_mix)
     dist = distributed.setup(args.device, args.seed, args.precision)
-    config = {"kind": KIND, **{k: v for k, v in checkpoints.run_config(args).items() if k not in ("given", "force")}}
+    config = {"kind": KIND, **checkpoints.run_config(args)}
 
     data = adaptation_data(args.data, args.source, args.target, VAL_FRACTION, args.seed, False, SELECT_IMAGES)
     if args.texture_mix == "auto":  # decided from the unlabelled images of both domains, on record in config.json

@@ -187,6 +187,25 @@ def resume_args(args, run: Path, kind: str, explicit_wins: tuple[str, ...] = (),
     return ck
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Equal, a list and a tuple of the same items too (a config read back from a checkpoint holds lists)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return a == b
+
+
+def refuse_other_values(config: dict, today: dict, commit: str | dict[str, str], run: str | Path, why: str) -> None:
+    """--resume continues a run only as today's code can: a key of `today` (key -> the value today's code trains
+    with) that the run's config records with another value is one line naming the commit that still has it (one
+    commit, or one per key)."""
+    for key, value in today.items():
+        if key in config and not same_value(config[key], value):
+            flag, had = "--" + key.replace("_", "-"), config[key]
+            where = commit[key] if isinstance(commit, dict) else commit
+            raise UserError(f"--resume: {run} trained with {key}={had} ({flag} {had}), {why}; resume it with commit "
+                            f"{where}")
+
+
 def open_run(run_dir: str | Path, config: dict, resume: bool, overwrite: bool, dist: Dist) -> Path:
     """Create the run folder (or reopen it with `resume`) and write config.json; refuse to clobber a finished run
     unless asked."""

@@ -83,8 +83,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                 or not action.option_strings
                 or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
             return text
-        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
-        return f"{text} (default: {shown})".strip()
+        return f"{text} (default: {shown(default)})".strip()
+
+
+def shown(default: Any) -> str:
+    """A default as --help shows it: a list as its items, anything else through argparse's %(default)s."""
+    return " ".join(map(str, default)) if isinstance(default, (list, tuple)) else "%(default)s"
 
 
 def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -94,8 +98,7 @@ def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.allow_abbrev = False
     for action in parser._actions:
         if action.help is None and action.option_strings and action.default is not None and action.default is not False:
-            action.help = "default: " + (" ".join(map(str, action.default)) if isinstance(action.default, list)
-                                         else "%(default)s")
+            action.help = "default: " + shown(action.default)  # argparse prints no line for an option without help
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 show_defaults(sub)

@@ -160,7 +160,7 @@ def run_classifier_command(args: argparse.Namespace,
     classify = load(args.ckpt, device)
     if args.cmd == "predict":
         n = predict_folder(classify, args.images, args.out, device, DIGIT_SIZE, reads=(args.ckpt,),
-                           force=getattr(args, "force", False))
+                           force=args.force)
         print(f"wrote {n} predictions to {args.out}")
     else:
         data = load_digits(args.data, args.domain, args.split)

@@ -17,7 +17,7 @@ from datasets import DeviceSampler, load_faces
 from hw3 import checkpoints, cli, distributed, evaluation, loop
 from hw3.augment import DiffAugment, mirror, parse_policy
 from hw3.cli import UserError
-from models import Z_DIM, init_dcgan, truncate
+from models import Z_DIM, init_dcgan
 
 BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's BatchNorm statistics
 # probes that measured no gain and left the code (commit 38f8f44 has them): their values in the runs before
@@ -181,11 +181,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind, older=OLDER | spec.older,
                                      explicit_wins=("steps", "lr_decay_from", "lr", "extra_until"))
     if resume is not None:
-        recorded = resume["config"]
-        probes = [k for k, v in REMOVED.items() if recorded.get(k, v) != v]
-        if probes:
-            raise UserError(f"{args.run_dir} was trained with --{probes[0].replace('_', '-')} "
-                            f"{recorded[probes[0]]}, a probe removed from this code (commit {REMOVED_IN} has it)")
+        checkpoints.refuse_other_values(resume["config"], REMOVED, REMOVED_IN, args.run_dir, "a probe removed since")
         if "epochs" in given and "steps" not in given:
             raise UserError("--resume takes --steps to change a run's length, not --epochs")
     elif args.report:
@@ -328,36 +324,3 @@ def generate_n(G: nn.Module, spec: GanSpec, n: int, seed: int, device: torch.dev
     out = [to_uint8(spec.generate(G, z[i:i + batch].to(device), None if y is None else y[i:i + batch].to(device)))
            for i in range(0, n, batch)]
     return torch.cat(out), y
-
-
-def sample(args: argparse.Namespace, spec: GanSpec) -> None:
-    """The graded figure from a fixed seed, or N single PNGs for metrics."""
-    device = distributed.setup(args.device, args.seed).device
-    G, ck = load_generator(args.ckpt, spec, device)
-    G = truncate(G, ck, args.truncation)
-    if args.n is None:
-        out = cli.check_output_file(args.out, (".jpg", ".jpeg", ".png"), reads=(args.ckpt,), force=args.force)
-        with torch.inference_mode():
-            images, cols = spec.figure(G, torch.Generator().manual_seed(args.seed), device)
-        save_grid(images, cols, out)
-        print(f"wrote {out}")
-        return
-    if args.n < 1:
-        raise UserError("--n must be at least 1")
-    folder = cli.output_folder(args.out, args.force, "sample folder")
-    images, y = generate_n(G, spec, args.n, args.seed, device)
-    for i, im in enumerate(images):
-        name = f"{i:05d}.png" if y is None else f"{i:05d}_attr{int(y[i])}.png"
-        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / name)
-    print(f"wrote {args.n} images to {folder}")
-
-
-def export(args: argparse.Namespace, spec: GanSpec) -> None:
-    """Generator weights (the EMA, if kept, with BatchNorm statistics re-estimated) in fp16 + config + step: what
-    checkpoints/ ships."""
-    G, ck = load_generator(args.ckpt, spec, torch.device("cpu"))  # an average comes with its own BN statistics
-    ck = {**ck, "models": {"G": G.state_dict()}}  # ship it as G
-    if args.truncation is not None:  # what sample and eval use unless told otherwise
-        ck["config"] = {**ck["config"], "truncation": args.truncation}
-    out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",), force=args.force)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
