@@ -60,7 +60,9 @@ SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: DCGANGenerator(), build_d=l
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    gan_cli.add_commands(p, SPEC)
+    cmds = gan_cli.add_commands(p, SPEC)
+    cmds["export"].add_argument("--with-d", action="store_true",
+                                help="keep the discriminator too (fp16), so P2's --init can start from both networks")
     gan_cli.run_command(cli.parse(p, argv), SPEC, evaluate)
 
 

@@ -85,14 +85,16 @@ ARCHS = {"dcgan": (ConditionalDCGANGenerator, ConditionalDCGANDiscriminator),
 
 
 def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module) -> None:
-    """--init: start from a P1 DCGAN checkpoint: a run's last.pt (both networks) or an export (generator only)."""
+    """--init: start from a P1 DCGAN checkpoint: a run's last.pt or an export with --with-d (both networks), or an
+    export of the generator alone."""
     if not args.init:
         return
     if args.arch != "dcgan":
         raise UserError("--init starts from a DCGAN: --report's networks cannot take it")
     ck = checkpoints.load_checkpoint(args.init, "p1_dcgan")
     try:
-        load_dcgan_into_conditional(G, D, checkpoints.float_state(ck["models"]["G"]), ck["models"].get("D"))
+        d_state = checkpoints.float_state(ck["models"]["D"]) if "D" in ck["models"] else None
+        load_dcgan_into_conditional(G, D, checkpoints.float_state(ck["models"]["G"]), d_state)
     except (KeyError, RuntimeError) as e:
         raise UserError(f"--init {args.init}: {cli.first_line(e)}") from None
     print(f"warm start from {args.init} (P1 step {ck['step']}{', generator only' if 'D' not in ck['models'] else ''})")
@@ -115,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     cmds = gan_cli.add_commands(p, SPEC)
     cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
     cmds["train"].set_defaults(arch="dcgan")  # --report: the report's networks (a run's config records which)
-    cmds["train"].add_argument("--init", help="start from a P1 DCGAN checkpoint: a run's last.pt, or an export "
-                                              "(the generator only) (default: from scratch)")
+    cmds["train"].add_argument("--init", help="start from a P1 DCGAN checkpoint: a run's last.pt or an export "
+                                              "(both networks if exported --with-d) (default: from scratch)")
     cmds["eval"].add_argument("--classifier", help="attribute judge (default: checkpoints/p2_<attr>_classifier.pt "
                                                    "if it judges the attribute, else one trained on "
                                                    "<data>/face/train and kept in the cache folder)")

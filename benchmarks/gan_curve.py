@@ -1,11 +1,11 @@
-"""Time to quality of GAN runs: dev FID against images seen and training hours, from the snapshots a run kept.
+"""Time to quality of GAN runs: dev FID against images seen and CPU core-hours, beside the shipped DCGAN's chain.
 
-  python benchmarks/gan_curve.py runs/p1_x50 runs/p1_x80 [--n 1000]
+  python benchmarks/gan_curve.py runs/p1_x50 runs/p1_x0 [--plot docs/p1_time_to_quality.png]
 
-Each run folder holds snap/step_<S>.pt (copies of last.pt taken at step S) and, once evaluated,
-snap/fid_<S>_n<N>.json written by `python p1_dcgan.py eval --ckpt RUN/snap/step_<S>.pt --data hw3_data --n N
---no-floor --json RUN/snap/fid_<S>_n<N>.json`. Training hours are summed from metrics.jsonl (each logged line's
-images over its images/s), so they are the hours of the machine the run had, busy or not.
+Each run folder holds snap/step_<S>.pt and snap/fid_<S>_n<N>.json (benchmarks/gan_snapshots.py keeps and scores
+them: N generated faces against the 1,000 dev faces). A run's core-hours are summed from its metrics.jsonl (each
+logged line's images over its images/s, times the threads it ran on), so they are the hours of the machine it had,
+busy or not. The old recipe's points are in benchmarks/p1_chain.json (measured with N = 2,000).
 """
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import json
 import re
 from pathlib import Path
 
+CHAIN = Path(__file__).with_name("p1_chain.json")
 
-def hours_to(run: Path, step: int) -> float:
-    """Training time up to `step`: the logged window of every line (its steps x batch / its images/s)."""
+
+def core_hours(run: Path, step: int, threads: int) -> float:
+    """Training time up to `step` (the logged window of every line: its steps x batch / its images/s) x threads."""
     config = json.loads((run / "config.json").read_text())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     seconds, last = 0.0, 0
@@ -25,23 +27,75 @@ def hours_to(run: Path, step: int) -> float:
             continue
         seconds += (row["step"] - last) * config["batch"] / row["img_per_s"]
         last = row["step"]
-    return seconds / 3600
+    return seconds * threads / 3600
+
+
+def run_points(run: Path, threads: int) -> list[dict]:
+    """One row per scored snapshot: step, images seen, core-hours, FID at each N it was scored with."""
+    config = json.loads((run / "config.json").read_text())
+    points: dict[int, dict] = {}
+    for path in (run / "snap").glob("fid_*_n*.json"):
+        step, n = map(int, re.match(r"fid_(\d+)_n(\d+)\.json", path.name).groups())
+        row = points.setdefault(step, {"step": step, "images": step * config["batch"],
+                                       "hours": core_hours(run, step, threads)})
+        row[n] = json.loads(path.read_text())["fid"]
+    return [points[s] for s in sorted(points)]
+
+
+def chain_points() -> list[dict]:
+    """The shipped DCGAN's chain: its FIDs (N = 2,000) with the core-hours up to each step."""
+    chain = json.loads(CHAIN.read_text())
+    out = []
+    for step, fid in sorted((int(s), f) for s, f in chain["fid_2000"].items()):
+        hours = 0.0
+        for seg in chain["segments"]:
+            a, b = seg["steps"]
+            hours += seg["wall_h"] * seg["threads"] * max(0.0, min(1.0, (step - a) / (b - a)))
+        out.append({"step": step, "images": step * chain["batch"], "hours": hours, 2000: fid})
+    return out
+
+
+def plot(series: dict[str, list[dict]], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for color, (name, rows) in enumerate(series.items()):
+        for ax, n, x, scale in ((axes[0], 1000, "images", 1e6), (axes[1], 2000, "images", 1e6),
+                                (axes[2], 2000, "hours", 1)):
+            pts = [(r[x] / scale, r[n]) for r in rows if n in r]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=name, color=f"C{color}")  # one colour per series
+    for ax, title, xlabel in ((axes[0], "1,000 generated vs the 1,000 dev faces", "million images seen"),
+                              (axes[1], "2,000 generated vs the 1,000 dev faces", "million images seen"),
+                              (axes[2], "2,000 generated vs the 1,000 dev faces", "CPU core-hours")):
+        ax.set(title=title, xlabel=xlabel, ylabel="FID (lower is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    print(f"wrote {out}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--n", type=int, default=1000, help="generated faces of the FIDs to list (default 1000)")
+    p.add_argument("--threads", type=int, default=1, help="threads each run trained on (default 1)")
+    p.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
     args = p.parse_args()
-    print("| run | extra share | step | images seen | training hours (its machine) | FID, N vs the 1,000 dev faces |")
-    print("|---|---|---|---|---|---|")
+    series = {"shipped chain (face/train, warm restarts)": chain_points()}
     for run in args.runs:
-        config = json.loads((run / "config.json").read_text())
-        for path in sorted((run / "snap").glob(f"fid_*_n{args.n}.json"), key=lambda f: int(f.name.split("_")[1])):
-            step = int(re.match(r"fid_(\d+)_n", path.name).group(1))
-            fid = json.loads(path.read_text())["fid"]
-            print(f"| {run.name} | {config.get('extra_share', 0.0)} | {step:,} | {step * config['batch']:,} | "
-                  f"{hours_to(run, step):.2f} | {fid} (N={args.n}) |")
+        share = json.loads((run / "config.json").read_text()).get("extra_share", 0.0)
+        series[f"{run.name} (extra share {share})"] = run_points(run, args.threads)
+    print("| run | step | images seen | CPU core-hours | FID, 1,000 vs 1,000 dev | FID, 2,000 vs 1,000 dev |")
+    print("|---|---|---|---|---|---|")
+    for name, rows in series.items():
+        for r in rows:
+            print(f"| {name} | {r['step']:,} | {r['images']:,} | {r['hours']:.2f} | {r.get(1000, '')} | "
+                  f"{r.get(2000, '')} |")
+    if args.plot:
+        plot(series, args.plot)
 
 
 if __name__ == "__main__":

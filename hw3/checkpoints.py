@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import random
+import shlex
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -134,6 +135,8 @@ def portable(value: Any, key: str = "") -> Any:
     was on the machine that trained it."""
     if isinstance(value, dict):
         return {k: portable(v, k) for k, v in value.items()}
+    if isinstance(value, str) and key == "command":  # the words of a command line, each its own path
+        return shlex.join(Path(w).name if os.path.isabs(w) else w for w in shlex.split(value))
     if isinstance(value, str) and (key in PATH_KEYS or os.path.isabs(value)):
         return Path(value).name
     return value
@@ -153,7 +156,8 @@ def export_checkpoint(ck: dict, src: str | Path, out: str | Path, keep: tuple[st
     save_checkpoint(out, slim)
     run_metrics = Path(src).parent / "metrics.json"
     if run_metrics.is_file():
-        write_json(out.with_suffix(".json"), {"config": slim["config"],
+        command = {"command": slim["config"]["command"]} if "command" in slim["config"] else {}
+        write_json(out.with_suffix(".json"), {**command, "config": slim["config"],
                                               "metrics": portable(json.loads(run_metrics.read_text()))})
     return out
 
@@ -162,7 +166,7 @@ def versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__}
 
 
-RUN_ONLY_ARGS = ("cmd", "resume", "overwrite", "stop_at", "device", "given", "force")
+RUN_ONLY_ARGS = ("cmd", "resume", "overwrite", "stop_at", "device", "given", "force", "argv")
 
 
 def run_config(args) -> dict:

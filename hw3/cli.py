@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -116,7 +117,19 @@ def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> arg
         if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices:
             parsers.append(action.choices[getattr(args, action.dest)])
     args.given = frozenset(a.dest for p in parsers for a in p._actions if set(a.option_strings) & set(tokens))
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what a run records as the command that trains it
     return args
+
+
+def command_line(args: argparse.Namespace, script: str) -> str | None:
+    """`python SCRIPT ...` with the words that `parse` read, less the run-folder controls (--stop-at N, --overwrite):
+    the one command that trains a run from scratch (None when `args` did not come from `parse`)."""
+    if not hasattr(args, "argv"):
+        return None
+    argv = args.argv
+    drop = {i for i, w in enumerate(argv) if w in ("--stop-at", "--overwrite") or w.startswith("--stop-at=")}
+    drop |= {i + 1 for i in drop if argv[i] == "--stop-at"}
+    return shlex.join(["python", script, *(w for i, w in enumerate(argv) if i not in drop)])
 
 
 def given_options(args: argparse.Namespace) -> frozenset[str]:

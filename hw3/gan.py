@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from datasets import DeviceSampler, load_faces
+from datasets import DeviceSampler, load_faces, read_csv
 from hw3 import checkpoints, cli, distributed, evaluation, loop
 from hw3.augment import DiffAugment, mirror, parse_policy
 from hw3.cli import UserError
@@ -25,6 +25,7 @@ REMOVED = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr_d": None, "d_wa
 REMOVED_IN = "38f8f44"
 # what a run recorded before an option existed trained with (a default that later changed)
 OLDER = {"xflip": False, "extra_share": 0.0, "extra_until": None}
+RESUME_WINS = ("steps", "lr_decay_from", "lr", "extra_until")  # given with --resume, they change the schedule
 LR = 2e-4  # both Adam rates (the report's); --lr has no argparse default, so --resume can tell whether it was given
 # the report's configuration (--report), besides each script's report_args: no DiffAugment, EMA, mirroring, extra
 # faces or decay
@@ -174,12 +175,32 @@ class GANMethod:
         self.nets.opt_d.load_state_dict(state["optimizers"]["D"])
 
 
+def check_training_folders(args: argparse.Namespace, attr: str | None) -> bool:
+    """Whether the run draws from face/extra, which must then exist, with extra.csv holding train.csv's columns (a
+    conditional run reads both). No training folder may be the dev folder FID judges on (face/test)."""
+    face = Path(args.data) / "face"
+    used = ["train", "extra"] if args.extra_share > 0 else ["train"]
+    if args.extra_share > 0 and not (face / "extra").is_dir():
+        raise UserError(f"no {face / 'extra'}: the recipe draws --extra-share {args.extra_share} of its faces from "
+                        "there (face_celeba_extra.zip); --extra-share 0 trains on face/train alone")
+    for split in used:
+        if (face / "test").is_dir() and (face / split).resolve() == (face / "test").resolve():
+            raise UserError(f"{face / split} is {face / 'test'}, the faces FID judges on: train on other faces")
+    if args.extra_share > 0 and attr is not None:
+        train_cols, extra_cols = (set(read_csv(face / f"{split}.csv", ["image_name", attr])[0]) for split in used)
+        if train_cols != extra_cols:
+            differ = ", ".join(sorted(train_cols ^ extra_cols))
+            raise UserError(f"{face / 'extra.csv'} and {face / 'train.csv'} differ in the column(s) {differ}: the "
+                            "extra faces need the training CSV's columns")
+    return args.extra_share > 0
+
+
 def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
     """Data on the device, Adam for both nets, DiffAugment in front of D, then the shared run loop."""
     given = cli.given_options(args)
     # the recorded config wins, except an explicit length or schedule (--steps extends a run, --lr a warm restart)
     resume = checkpoints.resume_args(args, Path(args.run_dir), spec.kind, older=OLDER | spec.older,
-                                     explicit_wins=("steps", "lr_decay_from", "lr", "extra_until"))
+                                     explicit_wins=RESUME_WINS)
     if resume is not None:
         checkpoints.refuse_other_values(resume["config"], REMOVED, REMOVED_IN, args.run_dir, "a probe removed since")
         if "epochs" in given and "steps" not in given:
@@ -209,11 +230,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
     data = load_faces(args.data, "train", attr)
-    if args.extra_share > 0 and not (Path(args.data) / "face" / "extra").is_dir():
-        raise UserError(f"no {Path(args.data) / 'face' / 'extra'}: the recipe draws --extra-share "
-                        f"{args.extra_share} of its faces from there (face_celeba_extra.zip); --extra-share 0 "
-                        "trains on face/train alone")
-    extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
+    extra = load_faces(args.data, "extra", attr) if check_training_folders(args, attr) else None
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
     sampler = DeviceSampler(data, dist.device, rng, extra)
     steps = args.steps if args.steps is not None else max(1, round(args.epochs * len(sampler) / args.batch))
@@ -228,7 +245,9 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         if getattr(args, name) > steps:
             raise UserError(f"--{name.replace('_', '-')} must be at most {steps} (the run's steps), "
                             f"got {getattr(args, name)}")
-    config = {"kind": spec.kind, **checkpoints.run_config(args), "total_steps": steps, "train_images": len(sampler)}
+    config = {"kind": spec.kind, **checkpoints.run_config(args), "total_steps": steps, "train_images": len(sampler),
+              "command": cli.command_line(args, f"{spec.kind}.py") if resume is None else  # a resume that moved
+              None if given & set(RESUME_WINS) else resume["config"].get("command")}  # the schedule: a chain
     if extra is not None:
         config["extra_images"] = len(extra.images)
     G, D = spec.build_g(config), spec.build_d(config)

@@ -121,10 +121,13 @@ def export(args: argparse.Namespace, spec: GanSpec) -> None:
     """Generator weights (the EMA, if kept, with BatchNorm statistics re-estimated) in fp16 + config + step: what
     checkpoints/ ships."""
     G, ck = load_generator(args.ckpt, spec, torch.device("cpu"))  # an average comes with its own BN statistics
-    ck = {**ck, "models": {"G": G.state_dict()}}  # ship it as G
+    with_d = getattr(args, "with_d", False)  # P1: for P2's --init
+    if with_d and "D" not in ck["models"]:
+        raise UserError(f"--with-d: {args.ckpt} holds no discriminator (an export of the generator alone)")
+    ck = {**ck, "models": {"G": G.state_dict(), **({"D": ck["models"]["D"]} if with_d else {})}}  # ship it as G
     if args.truncation is not None:  # what sample and eval use unless told otherwise
         ck["config"] = {**ck["config"], "truncation": args.truncation}
-    out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, keep=("G",), force=args.force)
+    out = checkpoints.export_checkpoint(ck, args.ckpt, args.out, force=args.force)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, step {ck['step']})")
 
 
@@ -149,6 +152,13 @@ def prepare_eval(args: argparse.Namespace, spec: GanSpec) -> tuple[list[Path], l
     real, floor = check_eval_args(args)
     device = distributed.setup(args.device).device
     G, ck = load_generator(args.ckpt, spec, device)
+    judged = Path(args.real or Path(args.data) / "face" / "test")
+    used = ("train", "extra") if ck["config"].get("extra_share", 0) > 0 else ("train",)
+    for root in {ck["config"].get("data") or "hw3_data", args.data}:
+        for split in used:
+            if (Path(root) / "face" / split).resolve() == judged.resolve():
+                raise UserError(f"{judged} is {Path(root) / 'face' / split}, which this generator trained on: FID "
+                                "judges on faces it never saw (face/test)")
     return real, floor, device, truncate(G, ck, args.truncation), ck
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -115,6 +116,24 @@ def test_acgan_init_from_a_p1_run(demo_root, shipped, tmp_path, monkeypatch, cap
     r = in_process(p2_acgan, [*args, "--overwrite", "--init", str(shipped / "ckpt" / "p2_acgan.pt")],
                    monkeypatch, capsys)
     assert_clean_error(r, "p1_dcgan")
+
+
+def test_acgan_init_from_a_p1_export_that_keeps_its_discriminator(shipped, tmp_path, monkeypatch, capsys):
+    """P1's export --with-d ships D beside the averaged G; P2's --init then starts both networks from it (D's fp16
+    weights, its attribute head new); --with-d of an export without D is one line."""
+    export = tmp_path / "p1_with_d.pt"
+    p1_dcgan.main(["export", "--ckpt", str(shipped / "p1_dcgan" / "last.pt"), "--out", str(export), "--with-d"])
+    ck = torch.load(export, weights_only=True)
+    run_d = torch.load(shipped / "p1_dcgan" / "last.pt", weights_only=True)["models"]["D"]
+    assert set(ck["models"]) == {"G", "D"} and all(torch.equal(v, run_d[k].half()) for k, v in ck["models"]["D"].items()
+                                                   if v.is_floating_point())
+    G, D = ConditionalDCGANGenerator(), ConditionalDCGANDiscriminator()
+    p2_acgan.warm_start(SimpleNamespace(init=str(export), arch="dcgan"), G, D)
+    assert "generator only" not in capsys.readouterr().out
+    assert all(torch.equal(D.state_dict()[k], v.float()) for k, v in ck["models"]["D"].items() if v.is_floating_point())
+    r = in_process(p1_dcgan, ["export", "--ckpt", str(shipped / "ckpt" / "p1_dcgan.pt"), "--out",
+                              str(tmp_path / "again.pt"), "--with-d"], monkeypatch, capsys)
+    assert_clean_error(r, "--with-d", "no discriminator")
 
 
 @pytest.mark.parametrize("problem", ["p1", "p2"])
@@ -661,22 +680,36 @@ def test_shipped_generators_still_load_and_draw_the_docs_figures(tmp_path):
         assert (tmp_path / fig).read_bytes() == (ROOT / "docs" / fig).read_bytes()
 
 
-def test_shipped_json_names_its_command_or_says_it_came_from_a_chain():
-    """Each checkpoints/p1|p2 JSON records the one command that trains it; weights from a chain of runs say so and
-    list the chain."""
+def config_of(module, words: list[str], monkeypatch, **swap: str) -> dict:
+    """The config a recorded train command (`python pN_x.py train ...`) would train, up to the loop; `swap` replaces
+    option values (run_dir=..., data=...)."""
+    words = list(words)
+    for key, value in swap.items():
+        words[words.index("--" + key.replace("_", "-")) + 1] = value
+    seen = {}
+    with monkeypatch.context() as mp:
+        mp.setattr(gan.loop, "run", lambda method, run_dir, cfg, *a, **k: seen.update(cfg) or {"stopped": 1})
+        module.main(words[2:])
+    return seen
+
+
+NOT_OPTIONS = ("run_dir", "command", "versions", "device", "world_size", "precision")
+
+
+def test_shipped_json_names_its_command_or_says_it_came_from_a_chain(demo_root, tmp_path, monkeypatch):
+    """Each checkpoints/p1|p2 JSON records the one command that trains it (run on the demo data up to the loop, it
+    gives the shipped config option for option); weights from a chain of runs say so and list the chain."""
     for name, module in (("p1_dcgan", p1_dcgan), ("p2_acgan", p2_acgan)):
         record = json.loads((ROOT / "checkpoints" / f"{name}.json").read_text())
         assert "command" in record
         if record["command"] is None:
             assert "chain" in record["command_note"] and record["trained"]["history"]
             continue
-        argv = record["command"].split()
-        assert argv[:3] == ["python", f"{name}.py", "train"]
-        parser = argparse.ArgumentParser()
-        module.gan_cli.add_commands(parser, module.SPEC)
-        args = parser.parse_args(argv[2:])
-        assert all(getattr(args, k) == v for k, v in record["config"].items() if hasattr(args, k) and
-                   getattr(args, k) is not None and k not in ("data", "run_dir", "seed"))
+        words = shlex.split(record["command"])
+        assert words[:3] == ["python", f"{name}.py", "train"] and record["config"]["command"] == record["command"]
+        seen = config_of(module, words, monkeypatch, run_dir=str(tmp_path / name), data=str(demo_root))
+        options = [k for k in record["config"] if k not in (*NOT_OPTIONS, "data", "train_images", "extra_images")]
+        assert {k: seen[k] for k in options} == {k: record["config"][k] for k in options}
 
 
 def test_a_finished_run_writes_metrics_json_and_curves_show_a_single_point(demo_root, tmp_path, monkeypatch):
@@ -708,3 +741,73 @@ def test_an_unwritable_output_is_named_before_the_slow_part(shipped, demo_root, 
         r = in_process(module, argv, monkeypatch, capsys)
         assert_clean_error(r, "cannot write /proc/hw3.")
         assert ".tmp" not in r.stderr and "inception" not in r.stderr
+
+
+def face_copy(demo_root: Path, root: Path, splits: tuple[str, ...] = ("train", "test", "extra")) -> Path:
+    """A copy of the demo's face folders (images and CSVs) under root/face, to break one piece of."""
+    import shutil
+
+    for split in splits:
+        shutil.copytree(demo_root / "face" / split, root / "face" / split)
+        shutil.copy(demo_root / "face" / f"{split}.csv", root / "face" / f"{split}.csv")
+    return root
+
+
+def test_the_extra_faces_need_their_csv_with_the_training_columns(demo_root, tmp_path, monkeypatch, capsys):
+    """P2 reads face/extra.csv: missing, it is one line; a column train.csv has and it lacks (or the other way) is
+    one line naming the column; both before a run folder exists."""
+    root = face_copy(demo_root, tmp_path / "d")
+    (root / "face" / "extra.csv").unlink()
+    train = ["train", "--data", str(root), "--run-dir", str(tmp_path / "r"), *TINY]
+    assert_clean_error(in_process(p2_acgan, train, monkeypatch, capsys), "extra.csv")
+    lines = (demo_root / "face" / "extra.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    drop = header.index("Male")
+    (root / "face" / "extra.csv").write_text("\n".join(",".join(c for i, c in enumerate(line.split(","))
+                                                                 if i != drop) for line in lines) + "\n")
+    r = in_process(p2_acgan, train, monkeypatch, capsys)
+    assert_clean_error(r, "extra.csv", "Male")
+    assert not (tmp_path / "r").exists()
+    p2_acgan.main([*train, "--extra-share", "0"])  # face/train alone does not read extra.csv
+    assert (tmp_path / "r" / "last.pt").is_file()
+
+
+def test_the_folder_fid_judges_on_is_never_a_training_folder(demo_root, tmp_path, monkeypatch, capsys):
+    """face/extra linked to face/test is refused by train; eval refuses a --real that is the generator's training
+    folder (face/train, or face/extra when the run drew from it)."""
+    root = face_copy(demo_root, tmp_path / "d", ("train", "test"))
+    (root / "face" / "extra").symlink_to(root / "face" / "test", target_is_directory=True)
+    r = in_process(p1_dcgan, ["train", "--data", str(root), "--run-dir", str(tmp_path / "bad"), *TINY],
+                   monkeypatch, capsys)
+    assert_clean_error(r, "face/extra", "face/test")
+    assert not (tmp_path / "bad").exists()
+    run = tmp_path / "r"
+    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(run), *TINY])
+    for split in ("train", "extra"):
+        r = in_process(p1_dcgan, ["eval", "--ckpt", str(run / "last.pt"), "--data", str(demo_root), "--n", "4",
+                                  "--real", str(demo_root / "face" / split)], monkeypatch, capsys)
+        assert_clean_error(r, "trained on", f"face/{split}")
+
+
+def test_a_run_records_the_one_command_that_trains_it(demo_root, tmp_path, monkeypatch, capsys):
+    """config.json and the export's JSON carry the train command (less --stop-at and --overwrite); running that
+    command gives the same config option for option; a resume keeps it, a resume with a new length makes it a
+    chain (None)."""
+    run = tmp_path / "r"
+    argv = ["train", "--data", str(demo_root), "--run-dir", str(run), *TINY, "--steps", "3", "--stop-at", "1",
+            "--extra-share", "0.25"]
+    p1_dcgan.main(argv)
+    p1_dcgan.main(["train", "--run-dir", str(run), "--resume"])
+    config = json.loads((run / "config.json").read_text())
+    words = config["command"].split()
+    assert words[:3] == ["python", "p1_dcgan.py", "train"] and "--stop-at" not in words and "0.25" in words
+    p1_dcgan.main(["export", "--ckpt", str(run / "last.pt"), "--out", str(tmp_path / "g.pt")])
+    shipped = json.loads((tmp_path / "g.json").read_text())  # the same words, no path of this machine
+    assert shipped["command"] == config["command"].replace(str(demo_root), demo_root.name).replace(str(run), run.name)
+    assert shipped["config"]["command"] == shipped["command"]
+
+    seen = config_of(p1_dcgan, words, monkeypatch, run_dir=str(tmp_path / "again"))
+    options = [k for k in config if k not in NOT_OPTIONS]
+    assert {k: seen[k] for k in options} == {k: config[k] for k in options}
+    p1_dcgan.main(["train", "--run-dir", str(run), "--resume", "--steps", "4"])
+    assert json.loads((run / "config.json").read_text())["command"] is None
