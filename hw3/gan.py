@@ -245,9 +245,12 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         if getattr(args, name) > steps:
             raise UserError(f"--{name.replace('_', '-')} must be at most {steps} (the run's steps), "
                             f"got {getattr(args, name)}")
+    if resume is None:
+        command = cli.command_line(args, f"{spec.kind}.py")
+    else:  # a resume keeps the run's command, unless it moved the schedule: the run is then a chain
+        command = None if given & set(RESUME_WINS) else resume["config"].get("command")
     config = {"kind": spec.kind, **checkpoints.run_config(args), "total_steps": steps, "train_images": len(sampler),
-              "command": cli.command_line(args, f"{spec.kind}.py") if resume is None else  # a resume that moved
-              None if given & set(RESUME_WINS) else resume["config"].get("command")}  # the schedule: a chain
+              "command": command}
     if extra is not None:
         config["extra_images"] = len(extra.images)
     G, D = spec.build_g(config), spec.build_d(config)
