@@ -157,8 +157,8 @@ def prepare_eval(args: argparse.Namespace, spec: GanSpec) -> tuple[list[Path], l
     for root in {ck["config"].get("data") or "hw3_data", args.data}:
         for split in used:
             if (Path(root) / "face" / split).resolve() == judged.resolve():
-                raise UserError(f"{judged} is {Path(root) / 'face' / split}, which this generator trained on: FID "
-                                "judges on faces it never saw (face/test)")
+                raise UserError(f"{judged} holds the faces this generator trained on ({Path(root) / 'face' / split}): "
+                                "FID judges on faces it never saw (face/test)")
     return real, floor, device, truncate(G, ck, args.truncation), ck
 
 
