@@ -17,27 +17,22 @@ from pathlib import Path
 CHAIN = Path(__file__).with_name("p1_chain.json")
 
 
-def core_hours(run: Path, step: int, threads: int) -> float:
-    """Training time up to `step` (the logged window of every line: its steps x batch / its images/s) x threads."""
-    config = json.loads((run / "config.json").read_text())
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    seconds, last = 0.0, 0
-    for row in rows:
-        if row["step"] > step or "img_per_s" not in row:
-            continue
-        seconds += (row["step"] - last) * config["batch"] / row["img_per_s"]
-        last = row["step"]
-    return seconds * threads / 3600
-
-
 def run_points(run: Path, threads: int) -> list[dict]:
-    """One row per scored snapshot: step, images seen, core-hours, FID at each N it was scored with."""
-    config = json.loads((run / "config.json").read_text())
+    """One row per scored snapshot: step, images seen, core-hours to it, FID at each N it was scored with. Core-hours
+    sum the logged window of every metrics.jsonl line (its steps x batch / its images/s) up to the step, x threads."""
+    batch = json.loads((run / "config.json").read_text())["batch"]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    elapsed, seconds, last = [], 0.0, 0  # (step, seconds of training up to it)
+    for row in rows:
+        if "img_per_s" in row:
+            seconds += (row["step"] - last) * batch / row["img_per_s"]
+            last = row["step"]
+            elapsed.append((last, seconds))
     points: dict[int, dict] = {}
     for path in (run / "snap").glob("fid_*_n*.json"):
         step, n = map(int, re.match(r"fid_(\d+)_n(\d+)\.json", path.name).groups())
-        row = points.setdefault(step, {"step": step, "images": step * config["batch"],
-                                       "hours": core_hours(run, step, threads)})
+        hours = max((sec for s, sec in elapsed if s <= step), default=0.0) * threads / 3600
+        row = points.setdefault(step, {"step": step, "images": step * batch, "hours": hours})
         row[n] = json.loads(path.read_text())["fid"]
     return [points[s] for s in sorted(points)]
 

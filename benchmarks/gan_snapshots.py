@@ -18,20 +18,26 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 AT = "2000,3000,4000,5000,6000,10000,15000,20000,25000,30000,35000,40000,45000,50000,55000"
 AT_2000 = "10000,20000,35000,50000"
 
 
 def logged_step(run: Path) -> int:
-    lines = (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").is_file() else []
+    """The step of metrics.jsonl's last line (read from the file's end: the log grows all run long)."""
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    with path.open("rb") as f:
+        f.seek(max(0, path.stat().st_size - 4096))
+        lines = f.read().decode().splitlines()
     return json.loads(lines[-1])["step"] if lines else 0
 
 
 def keep(run: Path, at: list[int], ckpt_every: int) -> None:
     """Copy last.pt to snap/step_S.pt for a step S of `at` it holds now (the copy's own step is checked)."""
-    import torch
-
     step = logged_step(run)
     for s in at:
         target = run / "snap" / f"step_{s}.pt"

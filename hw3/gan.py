@@ -175,9 +175,9 @@ class GANMethod:
         self.nets.opt_d.load_state_dict(state["optimizers"]["D"])
 
 
-def check_training_folders(args: argparse.Namespace, attr: str | None) -> bool:
-    """Whether the run draws from face/extra, which must then exist, with extra.csv holding train.csv's columns (a
-    conditional run reads both). No training folder may be the dev folder FID judges on (face/test)."""
+def check_training_folders(args: argparse.Namespace, attr: str | None) -> None:
+    """A run that draws from face/extra needs it, with extra.csv holding train.csv's columns (a conditional run reads
+    both). No training folder may be the dev folder FID judges on (face/test)."""
     face = Path(args.data) / "face"
     used = ["train", "extra"] if args.extra_share > 0 else ["train"]
     if args.extra_share > 0 and not (face / "extra").is_dir():
@@ -192,7 +192,6 @@ def check_training_folders(args: argparse.Namespace, attr: str | None) -> bool:
             differ = ", ".join(sorted(train_cols ^ extra_cols))
             raise UserError(f"{face / 'extra.csv'} and {face / 'train.csv'} differ in the column(s) {differ}: the "
                             "extra faces need the training CSV's columns")
-    return args.extra_share > 0
 
 
 def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> None:
@@ -230,7 +229,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
     data = load_faces(args.data, "train", attr)
-    extra = load_faces(args.data, "extra", attr) if check_training_folders(args, attr) else None
+    check_training_folders(args, attr)
+    extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
     sampler = DeviceSampler(data, dist.device, rng, extra)
     steps = args.steps if args.steps is not None else max(1, round(args.epochs * len(sampler) / args.batch))
