@@ -73,6 +73,14 @@ def plot(series: dict[str, list[dict]], out: Path) -> None:
     print(f"wrote {out}")
 
 
+def recipe(config: dict) -> str:
+    """What a run's real faces were, in words: the share from face/extra and the step it ends."""
+    share, until = config.get("extra_share", 0.0), config.get("extra_until")
+    if share == 0:
+        return "face/train alone"
+    return f"extra share {share} until {until:,}" if until is not None else f"extra share {share}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
@@ -81,8 +89,7 @@ def main() -> None:
     args = p.parse_args()
     series = {"shipped chain (face/train, warm restarts)": chain_points()}
     for run in args.runs:
-        share = json.loads((run / "config.json").read_text()).get("extra_share", 0.0)
-        series[f"{run.name} (extra share {share})"] = run_points(run, args.threads)
+        series[f"{run.name} ({recipe(json.loads((run / 'config.json').read_text()))})"] = run_points(run, args.threads)
     print("| run | step | images seen | CPU core-hours | FID, 1,000 vs 1,000 dev | FID, 2,000 vs 1,000 dev |")
     print("|---|---|---|---|---|---|")
     for name, rows in series.items():
