@@ -181,7 +181,7 @@ def check_training_folders(args: argparse.Namespace, attr: str | None) -> None:
     face = Path(args.data) / "face"
     used = ["train", "extra"] if args.extra_share > 0 else ["train"]
     if args.extra_share > 0 and not (face / "extra").is_dir():
-        raise UserError(f"no {face / 'extra'}: the recipe draws --extra-share {args.extra_share} of its faces from "
+        raise UserError(f"no {face / 'extra'}: --extra-share {args.extra_share} draws that share of the faces from "
                         "there (face_celeba_extra.zip); --extra-share 0 trains on face/train alone")
     for split in used:
         if (face / "test").is_dir() and (face / split).resolve() == (face / "test").resolve():

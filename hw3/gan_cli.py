@@ -41,9 +41,9 @@ def add_commands(p: argparse.ArgumentParser, spec: GanSpec) -> dict[str, argpars
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
     t.add_argument("--no-xflip", dest="xflip", action="store_false",
                    help="do not mirror real faces (default: each is mirrored with probability 1/2)")
-    t.add_argument("--extra-share", type=float, default=0.5, metavar="P",
-                   help="draw each real face from <data>/face/extra (+ extra.csv) with probability P (0: face/train "
-                        "only; 0.8: all 35,456 faces uniformly)")
+    t.add_argument("--extra-share", type=float, default=0.0, metavar="P",
+                   help="draw each real face from <data>/face/extra (+ extra.csv) with probability P (default 0: "
+                        "face/train only, ahead so far; 0.8: all 35,456 faces uniformly)")
     t.add_argument("--extra-until", type=int, metavar="STEP",
                    help="from this step on, face/train only: a finish on the sharp faces (default: --lr-decay-from)")
     t.add_argument("--report", action="store_true",

@@ -181,13 +181,13 @@ def test_resume_is_exact(demo_root, tmp_path, module):
     """2 + 2 steps with --resume end with the weights of 4 steps: batch indices, noise, sampled labels and (ACGAN)
     dropout all draw from the saved RNG states; the optimizers' states come back too."""
     args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "2",
-            "--ckpt-every", "2"]
+            "--ckpt-every", "2", "--extra-share", "0.5"]
     module.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "4"])
     module.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "4", "--stop-at", "2"])
     module.main(["train", "--run-dir", str(tmp_path / "b"), "--resume"])  # the recorded config comes back
     a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
     assert a["step"] == b["step"] == 4
-    assert a["config"]["extra_share"] == 0.5 and a["config"]["extra_images"] > 0  # the defaults draw extra faces
+    assert a["config"]["extra_share"] == 0.5 and a["config"]["extra_images"] > 0  # the resume draws extra faces too
     assert set(a["models"]) == {"G", "D", "G_ema"}  # the default run keeps a weight average
     for net in ("G", "D", "G_ema"):
         for k, v in a["models"][net].items():
@@ -294,8 +294,8 @@ def test_bad_inputs(demo_root, shipped, tmp_path, monkeypatch, capsys):
     (tmp_path / "noextra" / "face" / "train").mkdir(parents=True)
     for name in ("00000.png", "00001.png"):
         (tmp_path / "noextra" / "face" / "train" / name).write_bytes((demo_root / "face" / "train" / name).read_bytes())
-    r = in_process(p1_dcgan, ["train", "--data", str(tmp_path / "noextra"), "--run-dir", str(tmp_path / "r"), *TINY],
-                   monkeypatch, capsys)
+    r = in_process(p1_dcgan, ["train", "--data", str(tmp_path / "noextra"), "--run-dir", str(tmp_path / "r"), *TINY,
+                              "--extra-share", "0.5"], monkeypatch, capsys)
     assert_clean_error(r, "face/extra", "--extra-share 0")
     assert not (tmp_path / "r").exists()
     r = in_process(p1_dcgan, ["sample", "--ckpt", str(shipped / "ckpt" / "p2_acgan.pt"), "--out",
@@ -758,7 +758,8 @@ def test_the_extra_faces_need_their_csv_with_the_training_columns(demo_root, tmp
     one line naming the column; both before a run folder exists."""
     root = face_copy(demo_root, tmp_path / "d")
     (root / "face" / "extra.csv").unlink()
-    train = ["train", "--data", str(root), "--run-dir", str(tmp_path / "r"), *TINY]
+    alone = ["train", "--data", str(root), "--run-dir", str(tmp_path / "r"), *TINY]
+    train = [*alone, "--extra-share", "0.5"]
     assert_clean_error(in_process(p2_acgan, train, monkeypatch, capsys), "extra.csv")
     lines = (demo_root / "face" / "extra.csv").read_text().splitlines()
     header = lines[0].split(",")
@@ -768,7 +769,7 @@ def test_the_extra_faces_need_their_csv_with_the_training_columns(demo_root, tmp
     r = in_process(p2_acgan, train, monkeypatch, capsys)
     assert_clean_error(r, "extra.csv", "Male")
     assert not (tmp_path / "r").exists()
-    p2_acgan.main([*train, "--extra-share", "0"])  # face/train alone does not read extra.csv
+    p2_acgan.main(alone)  # face/train alone (the default) does not read extra.csv
     assert (tmp_path / "r" / "last.pt").is_file()
 
 
@@ -777,12 +778,12 @@ def test_the_folder_fid_judges_on_is_never_a_training_folder(demo_root, tmp_path
     folder (face/train, or face/extra when the run drew from it)."""
     root = face_copy(demo_root, tmp_path / "d", ("train", "test"))
     (root / "face" / "extra").symlink_to(root / "face" / "test", target_is_directory=True)
-    r = in_process(p1_dcgan, ["train", "--data", str(root), "--run-dir", str(tmp_path / "bad"), *TINY],
-                   monkeypatch, capsys)
+    r = in_process(p1_dcgan, ["train", "--data", str(root), "--run-dir", str(tmp_path / "bad"), *TINY,
+                              "--extra-share", "0.5"], monkeypatch, capsys)
     assert_clean_error(r, "face/extra", "face/test")
     assert not (tmp_path / "bad").exists()
     run = tmp_path / "r"
-    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(run), *TINY])
+    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(run), *TINY, "--extra-share", "0.5"])
     for split in ("train", "extra"):
         r = in_process(p1_dcgan, ["eval", "--ckpt", str(run / "last.pt"), "--data", str(demo_root), "--n", "4",
                                   "--real", str(demo_root / "face" / split)], monkeypatch, capsys)
