@@ -315,7 +315,8 @@ def flat_weights(run: Path) -> torch.Tensor:
 def test_dcgan_two_ranks_match_one_process_with_the_whole_batch(demo_root, tmp_path):
     """DDP over gloo: 2 ranks x 8 images end where 1 process x 16 does (global BatchNorm statistics, each rank
     its slice of the global noise); rank 0 alone writes the run folder. fp32, so the only difference is float
-    noise, which Adam's first step turns into a lr-sized move of a handful of near-zero-gradient weights."""
+    noise, which Adam's first step turns into a lr-sized move of the near-zero-gradient weights (0.4 % of them on
+    the demo faces, against 47 % that differ from one rank's half batch)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["train", "--data", str(demo_root), "--precision", "fp32", "--steps", "1", "--batch", "16"]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -332,8 +333,8 @@ def test_dcgan_two_ranks_match_one_process_with_the_whole_batch(demo_root, tmp_p
     finally:
         torch.set_num_threads(threads)
     ddp, one, half = (flat_weights(tmp_path / run) for run in ("ddp", "one", "half"))
-    assert ((ddp - one).abs() > 1e-5).float().mean() < 1e-3       # the same step, up to float noise
-    assert ((ddp - half).abs() > 1e-5).float().mean() > 1e-2      # unlike what one rank alone would do
+    assert ((ddp - one).abs() > 1e-5).float().mean() < 1e-2       # the same step, up to float noise
+    assert ((ddp - half).abs() > 1e-5).float().mean() > 2e-1      # unlike what one rank alone would do
 
 
 class Recorder:
