@@ -19,19 +19,20 @@ CHAIN = Path(__file__).with_name("p1_chain.json")
 
 def run_points(run: Path, threads: int) -> list[dict]:
     """One row per scored snapshot: step, images seen, core-hours to it, FID at each N it was scored with. Core-hours
-    sum the logged window of every metrics.jsonl line (its steps x batch / its images/s) up to the step, x threads."""
+    sum the logged window of every metrics.jsonl line (its steps x batch / its images/s) up to the step, times the
+    line's threads (lines written before the loop logged them: `threads`)."""
     batch = json.loads((run / "config.json").read_text())["batch"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    elapsed, seconds, last = [], 0.0, 0  # (step, seconds of training up to it)
+    elapsed, seconds, last = [], 0.0, 0  # (step, core-seconds of training up to it)
     for row in rows:
         if "img_per_s" in row:
-            seconds += (row["step"] - last) * batch / row["img_per_s"]
+            seconds += (row["step"] - last) * batch / row["img_per_s"] * row.get("threads", threads)
             last = row["step"]
             elapsed.append((last, seconds))
     points: dict[int, dict] = {}
     for path in (run / "snap").glob("fid_*_n*.json"):
         step, n = map(int, re.match(r"fid_(\d+)_n(\d+)\.json", path.name).groups())
-        hours = max((sec for s, sec in elapsed if s <= step), default=0.0) * threads / 3600
+        hours = max((sec for s, sec in elapsed if s <= step), default=0.0) / 3600
         row = points.setdefault(step, {"step": step, "images": step * batch, "hours": hours})
         row[n] = json.loads(path.read_text())["fid"]
     return [points[s] for s in sorted(points)]
@@ -84,7 +85,8 @@ def recipe(config: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path)
-    p.add_argument("--threads", type=int, default=1, help="threads each run trained on (default 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads of the metrics lines that do not record theirs (default 1)")
     p.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
     args = p.parse_args()
     series = {"shipped chain (face/train, warm restarts)": chain_points()}

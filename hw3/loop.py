@@ -102,6 +102,7 @@ def run(method: Method, run_dir: Path, config: dict, rng: torch.Generator, plan:
                 keys = {k for w in window for k in w}
                 mean = {k: sum(w[k] for w in window if k in w) / sum(k in w for w in window) for k in sorted(keys)}
                 mean["img_per_s"] = len(window) * plan.images_per_step / (time.time() - t0)
+                mean["threads"] = torch.get_num_threads()  # what that speed ran on
                 log.write(step, mean)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in list(mean.items())[:4]})
                 window, t0 = [], time.time()
