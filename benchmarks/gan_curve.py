@@ -17,11 +17,10 @@ from pathlib import Path
 CHAIN = Path(__file__).with_name("p1_chain.json")
 
 
-def run_points(run: Path, threads: int) -> list[dict]:
+def run_points(run: Path, batch: int, threads: int) -> list[dict]:
     """One row per scored snapshot: step, images seen, core-hours to it, FID at each N it was scored with. Core-hours
     sum the logged window of every metrics.jsonl line (its steps x batch / its images/s) up to the step, times the
     line's threads (lines written before the loop logged them: `threads`)."""
-    batch = json.loads((run / "config.json").read_text())["batch"]
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     elapsed, seconds, last = [], 0.0, 0  # (step, core-seconds of training up to it)
     for row in rows:
@@ -91,7 +90,8 @@ def main() -> None:
     args = p.parse_args()
     series = {"shipped chain (face/train, warm restarts)": chain_points()}
     for run in args.runs:
-        series[f"{run.name} ({recipe(json.loads((run / 'config.json').read_text()))})"] = run_points(run, args.threads)
+        config = json.loads((run / "config.json").read_text())
+        series[f"{run.name} ({recipe(config)})"] = run_points(run, config["batch"], args.threads)
     print("| run | step | images seen | CPU core-hours | FID, 1,000 vs 1,000 dev | FID, 2,000 vs 1,000 dev |")
     print("|---|---|---|---|---|---|")
     for name, rows in series.items():

@@ -175,11 +175,15 @@ class GANMethod:
         self.nets.opt_d.load_state_dict(state["optimizers"]["D"])
 
 
+def training_splits(extra_share: float) -> tuple[str, ...]:
+    """The face folders a run with this --extra-share draws its real faces from."""
+    return ("train", "extra") if extra_share > 0 else ("train",)
+
+
 def check_training_folders(args: argparse.Namespace, attr: str | None) -> None:
-    """A run that draws from face/extra needs it, with extra.csv holding train.csv's columns (a conditional run reads
-    both). No training folder may be the dev folder FID judges on (face/test)."""
+    """face/extra, if drawn from, must exist with train.csv's columns; no training folder may be face/test (FID's)."""
     face = Path(args.data) / "face"
-    used = ["train", "extra"] if args.extra_share > 0 else ["train"]
+    used = training_splits(args.extra_share)
     if args.extra_share > 0 and not (face / "extra").is_dir():
         raise UserError(f"no {face / 'extra'}: --extra-share {args.extra_share} draws that share of the faces from "
                         "there (face_celeba_extra.zip); --extra-share 0 trains on face/train alone")

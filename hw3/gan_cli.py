@@ -13,7 +13,7 @@ from PIL import Image
 from datasets import list_images
 from hw3 import checkpoints, cli, distributed, loop
 from hw3.cli import UserError
-from hw3.gan import LR, REPORT, GanSpec, generate_n, load_generator, save_grid, train
+from hw3.gan import LR, REPORT, GanSpec, generate_n, load_generator, save_grid, train, training_splits
 from models import truncate
 
 
@@ -153,9 +153,8 @@ def prepare_eval(args: argparse.Namespace, spec: GanSpec) -> tuple[list[Path], l
     device = distributed.setup(args.device).device
     G, ck = load_generator(args.ckpt, spec, device)
     judged = Path(args.real or Path(args.data) / "face" / "test")
-    used = ("train", "extra") if ck["config"].get("extra_share", 0) > 0 else ("train",)
     for root in {ck["config"].get("data") or "hw3_data", args.data}:
-        for split in used:
+        for split in training_splits(ck["config"].get("extra_share", 0)):
             if (Path(root) / "face" / split).resolve() == judged.resolve():
                 raise UserError(f"{judged} holds the faces this generator trained on ({Path(root) / 'face' / split}): "
                                 "FID judges on faces it never saw (face/test)")
