@@ -27,8 +27,7 @@ REMOVED_IN = "38f8f44"
 OLDER = {"xflip": False, "extra_share": 0.0, "extra_until": None}
 RESUME_WINS = ("steps", "lr_decay_from", "lr", "extra_until")  # given with --resume, they change the schedule
 LR = 2e-4  # both Adam rates (the report's); --lr has no argparse default, so --resume can tell whether it was given
-# the report's configuration (--report), besides each script's report_args: no DiffAugment, EMA, mirroring, extra
-# faces or decay
+# --report's configuration, beside each script's report_args: no DiffAugment, EMA, mirroring, extra faces or decay
 REPORT = {"diffaug": "none", "ema": 0.0, "xflip": False, "extra_share": 0.0, "extra_until": None,
           "lr_decay_from": None, "lr": LR}
 
@@ -183,15 +182,14 @@ def training_splits(extra_share: float) -> tuple[str, ...]:
 def check_training_folders(args: argparse.Namespace, attr: str | None) -> None:
     """face/extra, if drawn from, must exist with train.csv's columns; no training folder may be face/test (FID's)."""
     face = Path(args.data) / "face"
-    used = training_splits(args.extra_share)
     if args.extra_share > 0 and not (face / "extra").is_dir():
         raise UserError(f"no {face / 'extra'}: --extra-share {args.extra_share} draws that share of the faces from "
                         "there (face_celeba_extra.zip); --extra-share 0 trains on face/train alone")
-    for split in used:
+    for split in training_splits(args.extra_share):
         if (face / "test").is_dir() and (face / split).resolve() == (face / "test").resolve():
             raise UserError(f"{face / split} is {face / 'test'}, the faces FID judges on: train on other faces")
     if args.extra_share > 0 and attr is not None:
-        train_cols, extra_cols = (set(read_csv(face / f"{split}.csv", ["image_name", attr])[0]) for split in used)
+        train_cols, extra_cols = (set(read_csv(face / f"{s}.csv", ["image_name", attr])[0]) for s in ("train", "extra"))
         if train_cols != extra_cols:
             differ = ", ".join(sorted(train_cols ^ extra_cols))
             raise UserError(f"{face / 'extra.csv'} and {face / 'train.csv'} differ in the column(s) {differ}: the "
