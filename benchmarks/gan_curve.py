@@ -17,17 +17,24 @@ from pathlib import Path
 CHAIN = Path(__file__).with_name("p1_chain.json")
 
 
-def run_points(run: Path, batch: int, threads: int) -> list[dict]:
-    """One row per scored snapshot: step, images seen, core-hours to it, FID at each N it was scored with. Core-hours
-    sum the logged window of every metrics.jsonl line (its steps x batch / its images/s) up to the step, times the
-    line's threads (lines written before the loop logged them: `threads`)."""
+def core_seconds(run: Path, batch: int, threads: int = 1) -> list[tuple[int, float]]:
+    """(step, core-seconds of training up to it) for every metrics.jsonl line: the sum of each line's logged window
+    (its steps x batch / its images/s) times the line's threads (lines written before the loop logged them:
+    `threads`)."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    elapsed, seconds, last = [], 0.0, 0  # (step, core-seconds of training up to it)
+    elapsed, seconds, last = [], 0.0, 0
     for row in rows:
         if "img_per_s" in row:
             seconds += (row["step"] - last) * batch / row["img_per_s"] * row.get("threads", threads)
             last = row["step"]
             elapsed.append((last, seconds))
+    return elapsed
+
+
+def run_points(run: Path, batch: int, threads: int) -> list[dict]:
+    """One row per scored snapshot: step, images seen, core-hours to it (`core_seconds`), FID at each N it was
+    scored with."""
+    elapsed = core_seconds(run, batch, threads)
     points: dict[int, dict] = {}
     for path in (run / "snap").glob("fid_*_n*.json"):
         step, n = map(int, re.match(r"fid_(\d+)_n(\d+)\.json", path.name).groups())

@@ -162,6 +162,7 @@ def prepare_eval(args: argparse.Namespace, spec: GanSpec) -> tuple[list[Path], l
 
 
 def report(args: argparse.Namespace, metrics: dict) -> None:
+    metrics = {**metrics, "seed": args.seed}  # the noise the generated faces came from
     print("  ".join(f"{k}={v}" for k, v in metrics.items()))
     if args.json:
         cli.write_json(args.json, metrics)

@@ -710,7 +710,8 @@ def test_shipped_json_names_its_command_or_says_it_came_from_a_chain(demo_root, 
         words = shlex.split(record["command"])
         assert words[:3] == ["python", f"{name}.py", "train"] and record["config"]["command"] == record["command"]
         seen = config_of(module, words, monkeypatch, run_dir=str(tmp_path / name), data=str(demo_root))
-        options = [k for k in record["config"] if k not in (*NOT_OPTIONS, "data", "train_images", "extra_images")]
+        options = [k for k in record["config"] if k not in (*NOT_OPTIONS, "data", "train_images", "extra_images",
+                                                               "truncation")]  # truncation: export's, not train's
         assert {k: seen[k] for k in options} == {k: record["config"][k] for k in options}
 
 
@@ -814,3 +815,26 @@ def test_a_run_records_the_one_command_that_trains_it(demo_root, tmp_path, monke
     assert {k: seen[k] for k in options} == {k: config[k] for k in options}
     p1_dcgan.main(["train", "--run-dir", str(run), "--resume", "--steps", "4"])
     assert json.loads((run / "config.json").read_text())["command"] is None
+
+
+def test_the_shipped_json_gets_its_evaluations_and_training_time(shipped, tmp_path):
+    """benchmarks/gan_record.py completes an export's JSON: every seed's FID and their mean, the run's steps, images
+    and core-hours; an evaluation of another checkpoint is refused in one line."""
+    for ext in (".pt", ".json"):
+        (tmp_path / f"p1_dcgan{ext}").write_bytes((shipped / "ckpt" / f"p1_dcgan{ext}").read_bytes())
+    evals = []
+    for seed, score in ((1, 40.0), (2, 41.0)):
+        evals.append(tmp_path / f"eval{seed}.json")
+        evals[-1].write_text(json.dumps({"checkpoint_step": 2, "fid": score, "fid_generated": 8, "seed": seed}))
+    script = [sys.executable, str(ROOT / "benchmarks" / "gan_record.py"), str(tmp_path / "p1_dcgan.pt"), "--run",
+              str(shipped / "p1_dcgan"), "--eval"]
+    r = subprocess.run([*script, *map(str, evals)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    record = json.loads((tmp_path / "p1_dcgan.json").read_text())
+    assert record["eval"]["fid"] == 40.0 and record["eval_seeds"] == {"seeds": [1, 2], "fid": [40.0, 41.0],
+                                                                      "fid_mean": 40.5, "fid_spread": 1.0}
+    assert record["trained"]["steps"] == 2 and record["trained"]["images_seen"] == 16
+    assert record["trained"]["core_hours"] is not None and record["command"] == record["config"]["command"]
+    evals[1].write_text(json.dumps({"checkpoint_step": 3, "fid": 1.0, "fid_generated": 8, "seed": 2}))
+    r = subprocess.run([*script, *map(str, evals)], capture_output=True, text=True)
+    assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "another checkpoint" in r.stderr
