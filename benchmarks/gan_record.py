@@ -38,8 +38,8 @@ def record(export: Path, run: Path, evals: list[dict], hardware: str) -> dict:
         "checkpoint": f"{name} ({nets}, fp16; it samples noise of standard deviation {psi}: its config's truncation)",
         "kind": kind,
         "eval": first,
-        "eval_seeds": {"seeds": [e.get("seed") for e in evals], "fid": fids, "fid_mean": round(statistics.mean(fids), 3),
-                       "fid_spread": round(max(fids) - min(fids), 3)},
+        "eval_seeds": {"seeds": [e.get("seed") for e in evals], "fid": fids,
+                       "fid_mean": round(statistics.mean(fids), 3), "fid_spread": round(max(fids) - min(fids), 3)},
         "eval_command": f"python {kind}.py eval --ckpt checkpoints/{name} --data hw3_data --n {first['fid_generated']} "
                         f"--seed SEED",
         "export_command": f"python {kind}.py export --ckpt RUN/last.pt --out checkpoints/{name} --truncation {psi}"
