@@ -17,6 +17,7 @@ from datasets import DeviceSampler, load_faces, read_csv
 from hw3 import checkpoints, cli, distributed, evaluation, loop
 from hw3.augment import DiffAugment, mirror, parse_policy
 from hw3.cli import UserError
+from hw3.schedule import lr_factor, resolve_schedule
 from models import Z_DIM, init_dcgan
 
 BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's BatchNorm statistics
@@ -24,12 +25,12 @@ BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's 
 REMOVED = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr_d": None, "d_warmup": 0}
 REMOVED_IN = "38f8f44"
 # what a run recorded before an option existed trained with (a default that later changed)
-OLDER = {"xflip": False, "extra_share": 0.0, "extra_until": None}
-RESUME_WINS = ("steps", "lr_decay_from", "lr", "extra_until")  # given with --resume, they change the schedule
+OLDER = {"xflip": False, "extra_share": 0.0, "extra_until": None, "restarts": None}
+RESUME_WINS = ("steps", "lr_decay_from", "lr", "extra_until", "restarts")  # with --resume: a new schedule
 LR = 2e-4  # both Adam rates (the report's); --lr has no argparse default, so --resume can tell whether it was given
 # --report's configuration, beside each script's report_args: no DiffAugment, EMA, mirroring, extra faces or decay
 REPORT = {"diffaug": "none", "ema": 0.0, "xflip": False, "extra_share": 0.0, "extra_until": None,
-          "lr_decay_from": None, "lr": LR}
+          "lr_decay_from": None, "restarts": None, "lr": LR}
 
 
 @dataclass
@@ -109,14 +110,6 @@ class EMA:
             avg.copy_(b)
 
 
-def lr_factor(done: int, steps: int, decay_from: int | None) -> float:
-    """The learning rate's multiplier before step `done` (0-based): 1, then from step `decay_from` a linear ramp
-    that reaches 1 / (steps - decay_from) on the last step (None: constant)."""
-    if decay_from is None or done < decay_from:
-        return 1.0
-    return (steps - done) / (steps - decay_from)
-
-
 class GANMethod:
     """One D update then one G update per step (the script's `spec.step`), the generator's weight average after
     it, and a grid from the fixed noise every `sample_every` steps."""
@@ -129,7 +122,7 @@ class GANMethod:
         self.fixed_noise_seed = args.seed + 12345  # snapshots of one run compare: always the same noise
 
     def update(self, step: int) -> dict[str, float]:
-        factor = lr_factor(step, self.steps, self.args.lr_decay_from)
+        factor = lr_factor(step, self.steps, self.args.lr_decay_from, self.args.restarts)
         for opt in (self.nets.opt_g, self.nets.opt_d):
             for group in opt.param_groups:
                 group["lr"] = self.args.lr * factor
@@ -236,17 +229,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
     sampler = DeviceSampler(data, dist.device, rng, extra)
     steps = args.steps if args.steps is not None else max(1, round(args.epochs * len(sampler) / args.batch))
-    if args.lr_decay_from is None:  # the default schedule: the last sixth decays (older runs: a constant rate)
-        args.lr_decay_from = steps if resume is not None or args.report else steps - steps // 6
-    if args.extra_until is None:  # the default: a finish on face/train while the rate decays
-        args.extra_until = steps if resume is not None or args.report else args.lr_decay_from
-    for name in ("lr_decay_from", "extra_until"):
-        if getattr(args, name) > steps and name not in given and resume is not None:  # a run cut short by --steps
-            print(f"the run's {name} step {getattr(args, name)} lies past --steps {steps}: it ends before it")
-            setattr(args, name, steps)
-        if getattr(args, name) > steps:
-            raise UserError(f"--{name.replace('_', '-')} must be at most {steps} (the run's steps), "
-                            f"got {getattr(args, name)}")
+    resolve_schedule(args, steps, resume is not None, given)
     if resume is None:
         command = cli.command_line(args, f"{spec.kind}.py")
     else:  # a resume keeps the run's command, unless it moved the schedule: the run is then a chain

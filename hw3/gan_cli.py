@@ -36,6 +36,10 @@ def add_commands(p: argparse.ArgumentParser, spec: GanSpec) -> dict[str, argpars
     t.add_argument("--lr-decay-from", type=int, metavar="STEP",
                    help="from this step, decay both learning rates linearly to ~0 at the last step (default: the "
                         "last sixth of the steps; --report: none)")
+    t.add_argument("--restarts", type=int, nargs="+", metavar="STEP",
+                   help="warm restarts: from each STEP half the rate, held for the first half of the cycle to the "
+                        "next restart or the end, then decayed linearly; --lr-decay-from's decay ends at the first "
+                        "(default: none)")
     t.add_argument("--diffaug", default="color,translation,cutout",
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")

@@ -419,6 +419,32 @@ def test_lr_factor_by_hand():
     assert [gan.lr_factor(k, 10, None) for k in (0, 9)] == [1.0, 1.0]
     # 10 steps, decay from step 6: 1 until then, then 4/4, 3/4, 2/4, 1/4 for steps 6..9 (0-based)
     assert [gan.lr_factor(k, 10, 6) for k in range(10)] == [1.0] * 6 + [1.0, 0.75, 0.5, 0.25]
+    # warm restarts at 4 and 8 of 12 steps: the first cycle decays from 2 to its end; each restart holds half the
+    # rate for half its cycle, then decays it
+    assert [gan.lr_factor(k, 12, 2, [4, 8]) for k in range(12)] == \
+        [1.0, 1.0, 1.0, 0.5] + [0.5, 0.5, 0.5, 0.25] * 2
+
+
+def test_warm_restarts_as_options(demo_root, tmp_path, monkeypatch, capsys):
+    """--restarts logs the schedule's rate at every step, is recorded, and resuming a finished run with it gives the
+    weights of the same run from scratch; restarts out of order or past the end, and a first decay past the first
+    restart, are one-line errors."""
+    args = ["train", "--data", str(demo_root), "--batch", "8", "--log-every", "1", "--sample-every", "8",
+            "--ckpt-every", "2", "--lr", "1e-3"]
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "a"), "--steps", "8", "--lr-decay-from", "2", "--restarts", "4"])
+    rates = [m["lr"] for m in checkpoints.read_metrics(tmp_path / "a" / "metrics.jsonl")]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4, 2.5e-4])  # decay, restart, decay
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["restarts"] == [4]
+    p1_dcgan.main([*args, "--run-dir", str(tmp_path / "b"), "--steps", "4", "--lr-decay-from", "2"])  # finished
+    p1_dcgan.main(["train", "--run-dir", str(tmp_path / "b"), "--resume", "--steps", "8", "--restarts", "4"])
+    a, b = (torch.load(tmp_path / r / "last.pt", weights_only=True) for r in "ab")
+    assert all(torch.equal(v, b["models"]["G"][k]) for k, v in a["models"]["G"].items())
+    for bad, says in ((["4", "4"], "--restarts must be increasing"), (["8"], "--restarts must be increasing"),
+                      (["4", "--lr-decay-from", "5"], "--lr-decay-from 5 lies past the first of --restarts (4)")):
+        r = in_process(p1_dcgan, [*args, "--run-dir", str(tmp_path / "c"), "--steps", "8", "--restarts", *bad],
+                       monkeypatch, capsys)
+        assert_clean_error(r, says)
+        assert not (tmp_path / "c").exists()
 
 
 def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path, monkeypatch, capsys):

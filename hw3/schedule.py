@@ -1,0 +1,39 @@
+"""The GANs' learning-rate schedule, as options: a constant rate, a linear decay at the end, warm restarts."""
+from __future__ import annotations
+
+import argparse
+
+from hw3.cli import UserError
+
+
+def lr_factor(done: int, steps: int, decay_from: int | None, restarts: list[int] | None = None) -> float:
+    """The learning rate's multiplier before step `done` (0-based): 1, then from step `decay_from` a linear ramp
+    that reaches 1 / (end - decay_from) on the step before `end`, the first restart or the last step (None: constant).
+    Each warm restart runs at half the rate, held for the first half of its cycle, then decayed the same way."""
+    begun = [s for s in restarts or [] if s <= done]
+    end = next((s for s in restarts or [] if s > done), steps)
+    if begun:
+        return 0.5 * lr_factor(done - begun[-1], end - begun[-1], (end - begun[-1]) // 2)
+    if decay_from is None or done < decay_from:
+        return 1.0
+    return (end - done) / (end - decay_from)
+
+
+def resolve_schedule(args: argparse.Namespace, steps: int, resumed: bool, given: set[str]) -> None:
+    """Fill in and check --lr-decay-from, --extra-until and --restarts for a run of `steps` steps (in place)."""
+    first = args.restarts[0] if args.restarts else steps  # the end of the first cycle
+    if args.restarts and (args.restarts != sorted(set(args.restarts)) or not 0 < first or args.restarts[-1] >= steps):
+        raise UserError(f"--restarts must be increasing steps between 0 and --steps {steps}, got {args.restarts}")
+    if args.lr_decay_from is None:  # the default schedule: the last sixth decays (older runs: a constant rate)
+        args.lr_decay_from = steps if resumed or args.report else first - first // 6
+    if args.extra_until is None:  # the default: a finish on face/train while the rate decays
+        args.extra_until = steps if resumed or args.report else args.lr_decay_from
+    for name in ("lr_decay_from", "extra_until"):
+        if getattr(args, name) > steps and name not in given and resumed:  # a run cut short by --steps
+            print(f"the run's {name} step {getattr(args, name)} lies past --steps {steps}: it ends before it")
+            setattr(args, name, steps)
+        if getattr(args, name) > steps:
+            raise UserError(f"--{name.replace('_', '-')} must be at most {steps} (the run's steps), "
+                            f"got {getattr(args, name)}")
+    if args.lr_decay_from > first:
+        raise UserError(f"--lr-decay-from {args.lr_decay_from} lies past the first of --restarts ({first})")
