@@ -22,7 +22,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 AT = ",".join(map(str, [2000, 3000, 4000, 5000, 6000, *range(10000, 90000, 5000)]))
-AT_2000 = "10000,20000,35000,50000,60000,75000"
+AT_2000 = "10000,20000,35000,50000,60000,70000,80000"
 
 
 def logged_step(run: Path) -> int:
