@@ -35,5 +35,6 @@ def resolve_schedule(args: argparse.Namespace, steps: int, resumed: bool, given:
         if getattr(args, name) > steps:
             raise UserError(f"--{name.replace('_', '-')} must be at most {steps} (the run's steps), "
                             f"got {getattr(args, name)}")
-    if args.lr_decay_from > first:
+    if args.lr_decay_from > first and "lr_decay_from" in given:
         raise UserError(f"--lr-decay-from {args.lr_decay_from} lies past the first of --restarts ({first})")
+    args.lr_decay_from = min(args.lr_decay_from, first)  # --report or an older run: constant up to the first restart
