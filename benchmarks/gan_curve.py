@@ -81,11 +81,11 @@ def plot(series: dict[str, list[dict]], out: Path) -> None:
 
 
 def recipe(config: dict) -> str:
-    """What a run's real faces were, in words: the share from face/extra and the step it ends."""
+    """What a run's real faces were, in words (the share from face/extra and the step it ends), and its restarts."""
     share, until = config.get("extra_share", 0.0), config.get("extra_until")
-    if share == 0:
-        return "face/train alone"
-    return f"extra share {share} until {until:,}" if until is not None else f"extra share {share}"
+    faces = "face/train alone" if share == 0 else f"extra share {share}" + (f" until {until:,}" if until else "")
+    restarts = config.get("restarts")
+    return faces + (", restarts at " + ", ".join(f"{s:,}" for s in restarts) if restarts else "")
 
 
 def main() -> None:
