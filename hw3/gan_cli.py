@@ -34,8 +34,8 @@ def add_commands(p: argparse.ArgumentParser, spec: GanSpec) -> dict[str, argpars
                                             "value wins, a warm restart of a decayed run")
     t.add_argument("--betas", type=float, nargs=2, default=[0.5, 0.999])
     t.add_argument("--lr-decay-from", type=int, metavar="STEP",
-                   help="from this step, decay both learning rates linearly to ~0 at the last step (default: the "
-                        "last sixth of the steps; --report: none)")
+                   help="from this step, decay both learning rates linearly to ~0 at the last step or the first "
+                        "restart (default: the last sixth of the steps, or of the first cycle; --report: none)")
     t.add_argument("--restarts", type=int, nargs="+", metavar="STEP",
                    help="warm restarts: from each STEP half the rate, held for the first half of the cycle to the "
                         "next restart or the end, then decayed linearly; --lr-decay-from's decay ends at the first "
