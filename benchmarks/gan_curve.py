@@ -83,7 +83,8 @@ def plot(series: dict[str, list[dict]], out: Path) -> None:
 def recipe(config: dict) -> str:
     """What a run's real faces were, in words (the share from face/extra and the step it ends), and its restarts."""
     share, until = config.get("extra_share", 0.0), config.get("extra_until")
-    faces = "face/train alone" if share == 0 else f"extra share {share}" + (f" until {until:,}" if until else "")
+    faces = "face/train alone" if share == 0 else f"extra share {share}"
+    faces += f" until {until:,}" if share and until is not None else ""
     restarts = config.get("restarts")
     return faces + (", restarts at " + ", ".join(f"{s:,}" for s in restarts) if restarts else "")
 

@@ -10,10 +10,10 @@ def lr_factor(done: int, steps: int, decay_from: int | None, restarts: list[int]
     """The learning rate's multiplier before step `done` (0-based): 1, then from step `decay_from` a linear ramp
     that reaches 1 / (end - decay_from) on the step before `end`, the first restart or the last step (None: constant).
     Each warm restart runs at half the rate, held for the first half of its cycle, then decayed the same way."""
-    begun = [s for s in restarts or [] if s <= done]
-    end = next((s for s in restarts or [] if s > done), steps)
-    if begun:
-        return 0.5 * lr_factor(done - begun[-1], end - begun[-1], (end - begun[-1]) // 2)
+    start = max((s for s in restarts or [] if s <= done), default=None)  # the restart this step's cycle began at
+    end = min((s for s in restarts or [] if s > done), default=steps)
+    if start is not None:
+        return 0.5 * lr_factor(done - start, end - start, (end - start) // 2)
     if decay_from is None or done < decay_from:
         return 1.0
     return (end - done) / (end - decay_from)
