@@ -5,7 +5,8 @@
 Beside the training processes (stop it with Ctrl-C): when a run's metrics.jsonl passes a step of --at, its last.pt
 (written at that step: --at must be multiples of the run's --ckpt-every) is copied to RUN/snap/step_S.pt before the
 next checkpoint replaces it. Each snapshot is then scored once by `python p1_dcgan.py eval --ckpt RUN/snap/step_S.pt
---data DATA --n N --no-floor --json RUN/snap/fid_S_nN.json`: N = 1,000 at every step, also 2,000 at --at-2000.
+--data DATA --n N --no-floor --json RUN/snap/fid_S_nN.json`: N = 1,000 at every step, also 2,000 at --at-2000
+(--keep-only: none is scored, leaving the cores to the training; a later watcher without it scores them).
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def main() -> None:
     p.add_argument("--at", default=AT, help=f"steps to keep (default {AT})")
     p.add_argument("--at-2000", default=AT_2000, help=f"steps also scored with 2,000 faces (default {AT_2000})")
     p.add_argument("--poll", type=float, default=20, help="seconds between looks")
+    p.add_argument("--keep-only", action="store_true", help="keep snapshots, score none (a later run without it does)")
     args = p.parse_args()
     at, at_2000 = ([int(s) for s in v.split(",")] for v in (args.at, args.at_2000))
     running, failed = None, set()  # one eval at a time, on one thread, while snapshots keep being taken
@@ -84,7 +86,7 @@ def main() -> None:
             if not out.exists():
                 failed.add(out)
             running = None
-        if running is None:
+        if running is None and not args.keep_only:
             todo = [job for run in args.runs if (run / "snap").is_dir() and
                     (job := next_eval(run, args.data, at_2000)) and job[1] not in failed]
             if todo:
