@@ -84,6 +84,7 @@ class GanSpec:
     conditional: bool = False                   # needs an attribute column
     report_args: dict = field(default_factory=dict)  # what --report sets besides REPORT (the script's own)
     steps: int = 60_000                         # the recipe's length (--steps default)
+    restarts: tuple[int, ...] = ()              # its warm restarts (--restarts default at that length)
     report_epochs: int = 50                     # the report's length (--report default)
     older: dict = field(default_factory=dict)   # the script's own OLDER
     # (args, G, D) -> None: weights to start from (a fresh run only, after the DCGAN init)
@@ -229,7 +230,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
     sampler = DeviceSampler(data, dist.device, rng, extra)
     steps = args.steps if args.steps is not None else max(1, round(args.epochs * len(sampler) / args.batch))
-    resolve_schedule(args, steps, resume is not None, given)
+    recipe = spec.restarts if steps == spec.steps and not args.report and not getattr(args, "init", None) else ()
+    resolve_schedule(args, steps, resume is not None, given, recipe)
     if resume is None:
         command = cli.command_line(args, f"{spec.kind}.py")
     else:  # a resume keeps the run's command, unless it moved the schedule: the run is then a chain

@@ -14,6 +14,7 @@ from datasets import list_images
 from hw3 import checkpoints, cli, distributed, loop
 from hw3.cli import UserError
 from hw3.gan import LR, REPORT, GanSpec, generate_n, load_generator, save_grid, train, training_splits
+from hw3.schedule import restart_step
 from models import truncate
 
 
@@ -36,10 +37,12 @@ def add_commands(p: argparse.ArgumentParser, spec: GanSpec) -> dict[str, argpars
     t.add_argument("--lr-decay-from", type=int, metavar="STEP",
                    help="from this step, decay both learning rates linearly to ~0 at the last step or the first "
                         "restart (default: the last sixth of the steps, or of the first cycle; --report: none)")
-    t.add_argument("--restarts", type=int, nargs="+", metavar="STEP",
+    recipe = " ".join(map(str, spec.restarts))
+    t.add_argument("--restarts", type=restart_step, nargs="+", metavar="STEP",
                    help="warm restarts: from each STEP half the rate, held for the first half of the cycle to the "
-                        "next restart or the end, then decayed linearly; --lr-decay-from's decay ends at the first "
-                        "(default: none)")
+                        "next restart or the end, then decayed linearly; --lr-decay-from's decay ends at the first; "
+                        "'none': no restarts " + (f"(default at the recipe's {spec.steps} steps: {recipe}; another "
+                                                  "length, --init or --report: none)" if recipe else "(default: none)"))
     t.add_argument("--diffaug", default="color,translation,cutout",
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")

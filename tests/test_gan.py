@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -445,6 +446,30 @@ def test_warm_restarts_as_options(demo_root, tmp_path, monkeypatch, capsys):
                        monkeypatch, capsys)
         assert_clean_error(r, says)
         assert not (tmp_path / "c").exists()
+
+
+def test_the_recipe_restarts_at_its_own_length_only(demo_root, tmp_path, monkeypatch, capsys):
+    """A fresh run of the recipe's length (a script's GanSpec) gets its warm restarts and a first decay over the last
+    sixth of the first cycle; another length, 'none', --init or --report get none; 'none' with steps is a one-line
+    error."""
+    for module in (p1_dcgan, p2_acgan):
+        monkeypatch.setattr(module, "SPEC", dataclasses.replace(module.SPEC, steps=900, restarts=(600, 700, 800)))
+    base = ["python", "p1_dcgan.py", "train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r")]
+    schedule = ("steps", "restarts", "lr_decay_from", "extra_until")
+    config = config_of(p1_dcgan, base, monkeypatch)
+    assert [config[k] for k in schedule] == [900, [600, 700, 800], 500, 500]
+    assert [config_of(p1_dcgan, [*base, *more], monkeypatch)[k] for k in schedule for more in (
+        ["--steps", "600"], ["--restarts", "none"])] == [600, 900, None, None, 500, 750, 500, 750]
+    assert config_of(p1_dcgan, [*base, "--report"], monkeypatch)["restarts"] is None
+    assert config_of(p2_acgan, [*base[:1], "p2_acgan.py", *base[2:]], monkeypatch)["restarts"] == [600, 700, 800]
+    export = tmp_path / "p1.pt"
+    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "p1"), *TINY])
+    p1_dcgan.main(["export", "--ckpt", str(tmp_path / "p1" / "last.pt"), "--out", str(export), "--with-d"])
+    assert config_of(p2_acgan, [*base[:1], "p2_acgan.py", *base[2:], "--init", str(export)],
+                     monkeypatch)["restarts"] is None
+    r = in_process(p1_dcgan, [*base[2:-1], str(tmp_path / "bad"), "--restarts", "none", "4"], monkeypatch, capsys)
+    assert_clean_error(r, "--restarts takes steps or 'none', not both")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_lr_decay_reaches_the_optimizers_and_resumes_exactly(demo_root, tmp_path, monkeypatch, capsys):
