@@ -44,9 +44,11 @@ def run_points(run: Path, batch: int, threads: int) -> list[dict]:
     return [points[s] for s in sorted(points)]
 
 
-def chain_points() -> list[dict]:
-    """The shipped DCGAN's chain: its FIDs (N = 2,000) with the core-hours up to each step."""
+def chain_points() -> tuple[str, list[dict]]:
+    """The shipped DCGAN's chain: its name (saying which points are truncated) and its FIDs (N = 2,000) with the
+    core-hours up to each step."""
     chain = json.loads(CHAIN.read_text())
+    psi = "".join(f"; {int(s):,} at noise std {v}" for s, v in chain.get("truncation", {}).items())
     out = []
     for step, fid in sorted((int(s), f) for s, f in chain["fid_2000"].items()):
         hours = 0.0
@@ -54,7 +56,7 @@ def chain_points() -> list[dict]:
             a, b = seg["steps"]
             hours += seg["wall_h"] * seg["threads"] * max(0.0, min(1.0, (step - a) / (b - a)))
         out.append({"step": step, "images": step * chain["batch"], "hours": hours, 2000: fid})
-    return out
+    return f"shipped chain (face/train, warm restarts{psi})", out
 
 
 def plot(series: dict[str, list[dict]], out: Path) -> None:
@@ -96,7 +98,7 @@ def main() -> None:
                    help="threads of the metrics lines that do not record theirs (default 1)")
     p.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
     args = p.parse_args()
-    series = {"shipped chain (face/train, warm restarts)": chain_points()}
+    series = dict([chain_points()])
     for run in args.runs:
         config = json.loads((run / "config.json").read_text())
         series[f"{run.name} ({recipe(config)})"] = run_points(run, config["batch"], args.threads)
