@@ -37,12 +37,12 @@ def add_commands(p: argparse.ArgumentParser, spec: GanSpec) -> dict[str, argpars
     t.add_argument("--lr-decay-from", type=int, metavar="STEP",
                    help="from this step, decay both learning rates linearly to ~0 at the last step or the first "
                         "restart (default: the last sixth of the steps, or of the first cycle; --report: none)")
-    recipe = " ".join(map(str, spec.restarts))
+    recipe, init = " ".join(map(str, spec.restarts)), ", --init" if spec.warm_start else ""
     t.add_argument("--restarts", type=restart_step, nargs="+", metavar="STEP",
                    help="warm restarts: from each STEP half the rate, held for the first half of the cycle to the "
                         "next restart or the end, then decayed linearly; --lr-decay-from's decay ends at the first; "
                         "'none': no restarts " + (f"(default at the recipe's {spec.steps} steps: {recipe}; another "
-                                                  "length, --init or --report: none)" if recipe else "(default: none)"))
+                                                  f"length{init} or --report: none)" if recipe else "(default: none)"))
     t.add_argument("--diffaug", default="color,translation,cutout",
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
