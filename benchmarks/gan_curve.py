@@ -98,7 +98,8 @@ def main() -> None:
                    help="threads of the metrics lines that do not record theirs (default 1)")
     p.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
     args = p.parse_args()
-    series = dict([chain_points()])
+    name, rows = chain_points()
+    series = {name: rows}
     for run in args.runs:
         config = json.loads((run / "config.json").read_text())
         series[f"{run.name} ({recipe(config)})"] = run_points(run, config["batch"], args.threads)

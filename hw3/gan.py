@@ -230,8 +230,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     rng = torch.Generator(dist.device).manual_seed(args.seed)  # batch indices, z, sampled labels, augmentation
     sampler = DeviceSampler(data, dist.device, rng, extra)
     steps = args.steps if args.steps is not None else max(1, round(args.epochs * len(sampler) / args.batch))
-    recipe = spec.restarts if steps == spec.steps and not args.report and not getattr(args, "init", None) else ()
-    resolve_schedule(args, steps, resume is not None, given, recipe)
+    resolve_schedule(args, steps, resume is not None, given, spec.restarts if steps == spec.steps else ())
     if resume is None:
         command = cli.command_line(args, f"{spec.kind}.py")
     else:  # a resume keeps the run's command, unless it moved the schedule: the run is then a chain

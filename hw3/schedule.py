@@ -27,14 +27,13 @@ def restart_step(text: str) -> int | None:
 def resolve_schedule(args: argparse.Namespace, steps: int, resumed: bool, given: set[str],
                      recipe: tuple[int, ...] = ()) -> None:
     """Fill in and check --lr-decay-from, --extra-until and --restarts for a run of `steps` steps (in place);
-    `recipe`: the restarts a fresh run without --restarts gets."""
-    if args.restarts and None in args.restarts:  # 'none'
+    `recipe`: the restarts a fresh run gets without --restarts, --init or --report (None: none, as older runs)."""
+    if args.restarts is not None and None in args.restarts:  # 'none'
         if args.restarts != [None]:
             raise UserError("--restarts takes steps or 'none', not both")
-        args.restarts = []
-    if args.restarts is None and not resumed:
-        args.restarts = list(recipe)
-    args.restarts = args.restarts or None  # no restarts: recorded as a run before the option records it
+        args.restarts = None
+    elif args.restarts is None and not (resumed or args.report or getattr(args, "init", None)):
+        args.restarts = list(recipe) or None
     first = args.restarts[0] if args.restarts else steps  # the end of the first cycle
     if args.restarts and (args.restarts != sorted(set(args.restarts)) or not 0 < first or args.restarts[-1] >= steps):
         raise UserError(f"--restarts must be increasing steps between 0 and --steps {steps}, got {args.restarts}")
