@@ -10,6 +10,8 @@ report's ACGAN networks and configuration).
 from __future__ import annotations
 
 import argparse
+import hashlib
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -84,11 +86,11 @@ ARCHS = {"dcgan": (ConditionalDCGANGenerator, ConditionalDCGANDiscriminator),
          "report": (ACGANGenerator, ACGANDiscriminator)}
 
 
-def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module) -> None:
+def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module) -> dict:
     """--init: start from a P1 DCGAN checkpoint: a run's last.pt or an export with --with-d (both networks), or an
-    export of the generator alone."""
+    export of the generator alone. Returns what the config records of it: its step and the file's SHA-256."""
     if not args.init:
-        return
+        return {}
     if args.arch != "dcgan":
         raise UserError("--init starts from a DCGAN: --report's networks cannot take it")
     ck = checkpoints.load_checkpoint(args.init, "p1_dcgan")
@@ -98,6 +100,7 @@ def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module)
     except (KeyError, RuntimeError) as e:
         raise UserError(f"--init {args.init}: {cli.first_line(e)}") from None
     print(f"warm start from {args.init} (P1 step {ck['step']}{', generator only' if 'D' not in ck['models'] else ''})")
+    return {"init_from": {"step": ck["step"], "sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest()}}
 
 
 def arch(config: dict) -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
@@ -118,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
     cmds["train"].set_defaults(arch="dcgan")  # --report: the report's networks (a run's config records which)
     cmds["train"].add_argument("--init", help="start from a P1 DCGAN checkpoint: a run's last.pt or an export "
-                                              "(both networks if exported --with-d) (default: from scratch)")
+                                              "(both networks if exported --with-d); the config records its step and "
+                                              "SHA-256 (default: from scratch)")
     cmds["eval"].add_argument("--classifier", help="attribute judge (default: checkpoints/p2_<attr>_classifier.pt "
                                                    "if it judges the attribute, else one trained on "
                                                    "<data>/face/train and kept in the cache folder)")

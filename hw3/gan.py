@@ -87,8 +87,8 @@ class GanSpec:
     restarts: tuple[int, ...] = ()              # its warm restarts (--restarts default at that length)
     report_epochs: int = 50                     # the report's length (--report default)
     older: dict = field(default_factory=dict)   # the script's own OLDER
-    # (args, G, D) -> None: weights to start from (a fresh run only, after the DCGAN init)
-    warm_start: Callable[[argparse.Namespace, nn.Module, nn.Module], None] | None = None
+    # (args, G, D) -> what the config records of them: weights to start from (a fresh run only, after the DCGAN init)
+    warm_start: Callable[[argparse.Namespace, nn.Module, nn.Module], dict] | None = None
 
 
 # ----------------------------------------------------------------------------- training
@@ -242,7 +242,9 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     G, D = spec.build_g(config), spec.build_d(config)
     G.apply(init_dcgan), D.apply(init_dcgan)
     if spec.warm_start is not None and resume is None:  # before the run folder: a bad --init leaves nothing behind
-        spec.warm_start(args, G, D)
+        config |= spec.warm_start(args, G, D)
+    elif resume is not None and "init_from" in resume["config"]:
+        config["init_from"] = resume["config"]["init_from"]
     run = checkpoints.open_run(args.run_dir, config, args.resume, args.overwrite, dist)
     opt_g = distributed.adam(G.parameters(), args.lr, betas=tuple(args.betas))
     opt_d = distributed.adam(D.parameters(), args.lr, betas=tuple(args.betas))

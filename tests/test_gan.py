@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import shlex
@@ -105,8 +106,16 @@ def test_warm_start_from_dcgan_computes_what_the_dcgan_did():
 
 def test_acgan_init_from_a_p1_run(demo_root, shipped, tmp_path, monkeypatch, capsys):
     args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY]
-    r = in_process(p2_acgan, [*args, "--init", str(shipped / "p1_dcgan" / "last.pt")], monkeypatch, capsys)
+    init = shipped / "p1_dcgan" / "last.pt"
+    r = in_process(p2_acgan, [*args, "--init", str(init)], monkeypatch, capsys)
     assert r.returncode == 0 and "warm start" in r.stdout and "step 2" in r.stdout
+    # the config names the P1 it started from (its command's --init is a path whose file may change), also resumed
+    from_p1 = {"step": 2, "sha256": hashlib.sha256(init.read_bytes()).hexdigest()}
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["init_from"] == from_p1
+    r = in_process(p2_acgan, ["train", "--run-dir", str(tmp_path / "r"), "--resume", "--steps", "3"],
+                   monkeypatch, capsys)
+    assert r.returncode == 0 and json.loads((tmp_path / "r" / "config.json").read_text())["init_from"] == from_p1
+    assert torch.load(tmp_path / "r" / "last.pt", weights_only=True)["config"]["init_from"] == from_p1
     r = in_process(p2_acgan, [*args, "--overwrite", "--report", "--init",
                               str(shipped / "p1_dcgan" / "last.pt")], monkeypatch, capsys)
     assert_clean_error(r, "--init starts from a DCGAN")
@@ -751,7 +760,8 @@ NOT_OPTIONS = ("run_dir", "command", "versions", "device", "world_size", "precis
 
 def test_shipped_json_names_its_command_or_says_it_came_from_a_chain(demo_root, tmp_path, monkeypatch):
     """Each checkpoints/p1|p2 JSON records the one command that trains it (run on the demo data up to the loop, it
-    gives the shipped config option for option); weights from a chain of runs say so and list the chain."""
+    gives the shipped config option for option, a warm start's `init_from` too: a P1 shipped since would make the
+    command train something else); weights from a chain of runs say so and list the chain."""
     for name, module in (("p1_dcgan", p1_dcgan), ("p2_acgan", p2_acgan)):
         record = json.loads((ROOT / "checkpoints" / f"{name}.json").read_text())
         assert "command" in record
