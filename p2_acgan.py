@@ -2,7 +2,7 @@
 attribute as a 101st generator input and an attribute head beside the discriminator's real/fake head (--report: the
 report's ACGAN networks and configuration).
 
-  python p2_acgan.py train --data hw3_data --run-dir runs/p2
+  python p2_acgan.py train --data hw3_data --run-dir runs/p2    # 10,000 steps on from the shipped DCGAN
   python p2_acgan.py export --ckpt runs/p2/last.pt --out my_acgan.pt --truncation 0.9
   python p2_acgan.py sample --ckpt checkpoints/p2_acgan.pt --out fig2_2.jpg --seed 0
   python p2_acgan.py eval --ckpt checkpoints/p2_acgan.pt --data hw3_data --n 2000
@@ -86,6 +86,9 @@ ARCHS = {"dcgan": (ConditionalDCGANGenerator, ConditionalDCGANDiscriminator),
          "report": (ACGANGenerator, ACGANDiscriminator)}
 
 
+SHIPPED_P1 = "checkpoints/p1_dcgan.pt"  # --init's default: the shipped DCGAN, read beside this script from anywhere
+
+
 def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module) -> dict:
     """--init: start from a P1 DCGAN checkpoint: a run's last.pt or an export with --with-d (both networks), or an
     export of the generator alone. Returns what the config records of it: its step and the file's SHA-256."""
@@ -93,14 +96,15 @@ def warm_start(args: argparse.Namespace, G: torch.nn.Module, D: torch.nn.Module)
         return {}
     if args.arch != "dcgan":
         raise UserError("--init starts from a DCGAN: --report's networks cannot take it")
-    ck = checkpoints.load_checkpoint(args.init, "p1_dcgan")
+    path = cli.SHIPPED / "p1_dcgan.pt" if args.init == SHIPPED_P1 else Path(args.init)
+    ck = checkpoints.load_checkpoint(path, "p1_dcgan")
     try:
         d_state = checkpoints.float_state(ck["models"]["D"]) if "D" in ck["models"] else None
         load_dcgan_into_conditional(G, D, checkpoints.float_state(ck["models"]["G"]), d_state)
     except (KeyError, RuntimeError) as e:
         raise UserError(f"--init {args.init}: {cli.first_line(e)}") from None
     print(f"warm start from {args.init} (P1 step {ck['step']}{', generator only' if 'D' not in ck['models'] else ''})")
-    return {"init_from": {"step": ck["step"], "sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest()}}
+    return {"init_from": {"step": ck["step"], "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}}
 
 
 def arch(config: dict) -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
@@ -111,7 +115,7 @@ def arch(config: dict) -> tuple[type[torch.nn.Module], type[torch.nn.Module]]:
 SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: arch(config)[0](), build_d=lambda config: arch(config)[1](),
                    generate=lambda G, z, y: G(z, y), figure=figure, step=train_step, conditional=True,
                    report_args={"arch": "report", "batch": 100, "init": None}, report_epochs=100,
-                   older={"arch": "report"},
+                   older={"arch": "report", "init": None}, steps=10_000,  # the recipe: a warm start from the shipped P1
                    warm_start=warm_start)
 
 
@@ -120,9 +124,10 @@ def main(argv: list[str] | None = None) -> None:
     cmds = gan_cli.add_commands(p, SPEC)
     cmds["train"].add_argument("--attr", default="Smiling", help="CSV column to condition on (0/1 or -1/1)")
     cmds["train"].set_defaults(arch="dcgan")  # --report: the report's networks (a run's config records which)
-    cmds["train"].add_argument("--init", help="start from a P1 DCGAN checkpoint: a run's last.pt or an export "
-                                              "(both networks if exported --with-d); the config records its step and "
-                                              "SHA-256 (default: from scratch)")
+    cmds["train"].add_argument("--init", default=SHIPPED_P1, type=lambda s: None if s == "none" else s,
+                               help="start from a P1 DCGAN checkpoint: a run's last.pt or an export (both networks if "
+                                    "exported --with-d; the config records its step and SHA-256); 'none': from "
+                                    f"scratch (default: {SHIPPED_P1}, the shipped DCGAN; --report: none)")
     cmds["eval"].add_argument("--classifier", help="attribute judge (default: checkpoints/p2_<attr>_classifier.pt "
                                                    "if it judges the attribute, else one trained on "
                                                    "<data>/face/train and kept in the cache folder)")

@@ -123,6 +123,10 @@ def test_acgan_init_from_a_p1_run(demo_root, shipped, tmp_path, monkeypatch, cap
                               str(tmp_path / "missing.pt")], monkeypatch, capsys)
     assert_clean_error(r, "not found")
     assert not (tmp_path / "new").exists()  # a bad --init leaves no run folder behind
+    monkeypatch.chdir(tmp_path)  # the default, the shipped P1, is found from any folder; a missing one is one line
+    assert config_of(p2_acgan, ["python", "p2_acgan.py", *args[:4], str(tmp_path / "d")], monkeypatch)["init_from"]
+    monkeypatch.setattr(p2_acgan.cli, "SHIPPED", tmp_path / "empty")
+    assert_clean_error(in_process(p2_acgan, [*args[:4], str(tmp_path / "d2")], monkeypatch, capsys), "not found")
     r = in_process(p2_acgan, [*args, "--overwrite", "--init", str(shipped / "ckpt" / "p2_acgan.pt")],
                    monkeypatch, capsys)
     assert_clean_error(r, "p1_dcgan")
@@ -470,7 +474,12 @@ def test_the_recipe_restarts_at_its_own_length_only(demo_root, tmp_path, monkeyp
     assert [config_of(p1_dcgan, [*base, *more], monkeypatch)[k] for k in schedule for more in (
         ["--steps", "600"], ["--restarts", "none"])] == [600, 900, None, None, 500, 750, 500, 750]
     assert config_of(p1_dcgan, [*base, "--report"], monkeypatch)["restarts"] is None
-    assert config_of(p2_acgan, [*base[:1], "p2_acgan.py", *base[2:]], monkeypatch)["restarts"] == [600, 700, 800]
+    p2_base = [*base[:1], "p2_acgan.py", *base[2:]]
+    default = config_of(p2_acgan, p2_base, monkeypatch)  # P2's recipe: a warm start from the shipped P1, no restarts
+    assert default["restarts"] is None and default["init"] == "checkpoints/p1_dcgan.pt"
+    assert default["init_from"]["sha256"] == hashlib.sha256((ROOT / "checkpoints/p1_dcgan.pt").read_bytes()).hexdigest()
+    scratch = config_of(p2_acgan, [*p2_base, "--init", "none"], monkeypatch)
+    assert scratch["restarts"] == [600, 700, 800] and scratch["init"] is None and "init_from" not in scratch
     export = tmp_path / "p1.pt"
     p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "p1"), *TINY])
     p1_dcgan.main(["export", "--ckpt", str(tmp_path / "p1" / "last.pt"), "--out", str(export), "--with-d"])
