@@ -908,3 +908,23 @@ def test_the_shipped_json_gets_its_evaluations_and_training_time(shipped, tmp_pa
     evals[1].write_text(json.dumps({"checkpoint_step": 3, "fid": 1.0, "fid_generated": 8, "seed": 2}))
     r = subprocess.run([*script, *map(str, evals)], capture_output=True, text=True)
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "another checkpoint" in r.stderr
+
+
+def test_the_ship_rule_names_every_bar_a_run_misses():
+    """benchmarks/gan_ship.py ships a run only below the shipped mean FID; an ACGAN also needs its attribute bars on
+    every seed and at most the shipped DCGAN's FID + 4."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gan_ship
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    good = [{"fid": 40.0, "attr_acc": 0.99, "flip_rate": 0.98, "seed": 1},
+            {"fid": 41.0, "attr_acc": 0.985, "flip_rate": 0.975, "seed": 2}]
+    assert gan_ship.verdict("p1_dcgan", good[:1], below=40.5) == []
+    assert gan_ship.verdict("p1_dcgan", good, below=40.5) == ["mean FID 40.500 is not below 40.5"]
+    assert gan_ship.verdict("p2_acgan", good, below=41.0, dcgan_fid=37.0) == []
+    worse = [good[0], {**good[1], "flip_rate": 0.96}]
+    assert gan_ship.verdict("p2_acgan", worse, below=41.0, dcgan_fid=36.0) == [
+        "flip_rate 0.96 < 0.97 (seed 2)", "mean FID 40.500 trails the shipped DCGAN's 36.0 by more than 4.0"]
+    assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}}) == 42.0
+    assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}, "eval_seeds": {"fid_mean": 41.5}}) == 41.5

@@ -1,0 +1,87 @@
+"""Judge a GAN run by its shipping rule and ship it if it passes: the procedure of docs/experiments.md, one command.
+
+  python benchmarks/gan_ship.py p1_dcgan runs/p1 --below 41.65
+  python benchmarks/gan_ship.py p2_acgan runs/p2 --below 44.77
+
+Exports RUN/last.pt to RUN/export/KIND.pt (--truncation 0.9; P1 also --with-d, for the ACGAN's warm start), scores it
+with noise seeds 1 and 2 (`eval --n 2000 --seed S --json RUN/ship_sS.json`: 2,000 generated vs the 1,000 dev faces),
+and ships if the mean FID is below --below; the ACGAN must also find its attribute on >= 0.98 of the faces, flip it on
+>= 0.97, and score at most the shipped DCGAN's mean + 4. A ship copies the scored files over checkpoints/KIND.pt and
+.json and completes the JSON (gan_record.py); commit it at once: a run folder is lost with its machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = (1, 2)
+ACGAN_BARS = {"attr_acc": 0.98, "flip_rate": 0.97}  # #39's bars on the attribute
+ACGAN_OVER_DCGAN = 4.0  # the ACGAN's mean FID may trail the shipped DCGAN's by at most this
+
+
+def shipped_dcgan_fid(record: dict) -> float:
+    """The shipped DCGAN's mean dev FID over its noise seeds (a JSON from before gan_record: its one eval)."""
+    return record["eval_seeds"]["fid_mean"] if "eval_seeds" in record else record["eval"]["fid"]
+
+
+def verdict(kind: str, evals: list[dict], below: float, dcgan_fid: float | None = None) -> list[str]:
+    """The bars a run misses (empty: it ships), each as one line."""
+    mean = statistics.mean(e["fid"] for e in evals)
+    misses = [] if mean < below else [f"mean FID {mean:.3f} is not below {below}"]
+    if kind == "p2_acgan":
+        for key, bar in ACGAN_BARS.items():
+            misses += [f"{key} {e[key]} < {bar} (seed {e.get('seed')})" for e in evals if e[key] < bar]
+        if dcgan_fid is not None and mean > dcgan_fid + ACGAN_OVER_DCGAN:
+            misses.append(f"mean FID {mean:.3f} trails the shipped DCGAN's {dcgan_fid} by more than {ACGAN_OVER_DCGAN}")
+    return misses
+
+
+def run(*words: str) -> None:
+    print("+", " ".join(words), flush=True)
+    subprocess.run([sys.executable, *words], cwd=ROOT, check=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=["p1_dcgan", "p2_acgan"])
+    p.add_argument("run", type=Path, help="the run folder (its last.pt is judged)")
+    p.add_argument("--below", type=float, required=True, help="the mean dev FID to beat (the shipped model's)")
+    p.add_argument("--data", default="hw3_data")
+    p.add_argument("--truncation", default="0.9")
+    p.add_argument("--n", default="2000", help="faces generated per seed (a dry run: fewer)")
+    p.add_argument("--hardware", default="CPU, one process on a 2-core machine (two threads)")
+    args = p.parse_args()
+    run_dir = args.run.resolve()
+    if not (run_dir / "last.pt").is_file():
+        raise SystemExit(f"error: {run_dir / 'last.pt'} not found")
+    export = run_dir / "export" / f"{args.kind}.pt"
+    with_d = ["--with-d"] if args.kind == "p1_dcgan" else []
+    run(f"{args.kind}.py", "export", "--ckpt", str(run_dir / "last.pt"), "--out", str(export),
+        "--truncation", args.truncation, *with_d, "--force")
+    jsons = [run_dir / f"ship_s{seed}.json" for seed in SEEDS]
+    for seed, out in zip(SEEDS, jsons):
+        run(f"{args.kind}.py", "eval", "--ckpt", str(export), "--data", args.data, "--n", args.n, "--seed", str(seed),
+            "--json", str(out))
+    evals = [json.loads(path.read_text()) for path in jsons]
+    dcgan = ROOT / "checkpoints" / "p1_dcgan.json"
+    misses = verdict(args.kind, evals, args.below,
+                     shipped_dcgan_fid(json.loads(dcgan.read_text())) if args.kind == "p2_acgan" else None)
+    print("FID by seed:", ", ".join(f"{e['fid']:.3f}" for e in evals))
+    if misses:
+        print("MISSES: " + "; ".join(misses) + " (checkpoints/ unchanged)")
+        return
+    for suffix in (".pt", ".json"):
+        shutil.copyfile(export.with_suffix(suffix), ROOT / "checkpoints" / f"{args.kind}{suffix}")
+    run("benchmarks/gan_record.py", f"checkpoints/{args.kind}.pt", "--run", str(run_dir), "--eval", *map(str, jsons),
+        "--hardware", args.hardware)
+    print(f"SHIPS: checkpoints/{args.kind}.pt; commit it now, then `bash hw3_p1p2.sh docs` for the figures")
+
+
+if __name__ == "__main__":
+    main()
