@@ -1,11 +1,12 @@
 """Time to quality of GAN runs: dev FID against images seen and CPU core-hours, beside the shipped DCGAN's chain.
 
-  python benchmarks/gan_curve.py runs/p1_x50 runs/p1_x0 [--plot docs/p1_time_to_quality.png]
+  python benchmarks/gan_curve.py runs/p1 [--keep] [--plot docs/p1_time_to_quality.png]
 
 Each run folder holds snap/step_<S>.pt and snap/fid_<S>_n<N>.json (benchmarks/gan_snapshots.py keeps and scores
 them: N generated faces against the 1,000 dev faces). A run's core-hours are summed from its metrics.jsonl (each
 logged line's images over its images/s, times the threads it ran on), so they are the hours of the machine it had,
-busy or not. The old recipe's points are in benchmarks/p1_chain.json (measured with N = 2,000).
+busy or not. The old recipe's points are in benchmarks/p1_chain.json (measured with N = 2,000); `--keep` copies the
+given runs' points into benchmarks/p1_runs.json, drawn beside them from then on, so a curve outlives its run folder.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import re
 from pathlib import Path
 
 CHAIN = Path(__file__).with_name("p1_chain.json")
+KEPT = Path(__file__).with_name("p1_runs.json")  # {series name: rows}: the points of runs whose folders may be gone
 
 
 def core_seconds(run: Path, batch: int, threads: int = 1) -> list[tuple[int, float]]:
@@ -59,6 +61,13 @@ def chain_points() -> tuple[str, list[dict]]:
     return f"shipped chain (face/train, warm restarts{psi})", out
 
 
+def kept_series() -> dict[str, list[dict]]:
+    """The series `--keep` recorded, with their FID keys back to ints (JSON keys are strings)."""
+    kept = json.loads(KEPT.read_text()) if KEPT.is_file() else {}
+    return {name: [{(int(k) if k.isdigit() else k): v for k, v in row.items()} for row in rows]
+            for name, rows in kept.items()}
+
+
 def plot(series: dict[str, list[dict]], out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -93,16 +102,21 @@ def recipe(config: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", type=Path)
+    p.add_argument("runs", nargs="*", type=Path, help="run folders (none: the chain and the kept runs)")
     p.add_argument("--threads", type=int, default=1,
                    help="threads of the metrics lines that do not record theirs (default 1)")
     p.add_argument("--plot", type=Path, help="also draw the curves into this PNG")
+    p.add_argument("--keep", action="store_true", help=f"record the runs' points in {KEPT.name} (commit it)")
     args = p.parse_args()
     name, rows = chain_points()
-    series = {name: rows}
+    series, live = {name: rows}, {}
     for run in args.runs:
         config = json.loads((run / "config.json").read_text())
-        series[f"{run.name} ({recipe(config)})"] = run_points(run, config["batch"], args.threads)
+        live[f"{run.name} ({recipe(config)})"] = run_points(run, config["batch"], args.threads)
+    series |= {**kept_series(), **live}  # a run given here replaces its kept points
+    if args.keep:
+        KEPT.write_text(json.dumps({k: v for k, v in series.items() if k != name}, indent=1) + "\n")
+        print(f"kept {len(series) - 1} series in {KEPT}")
     print("| run | step | images seen | CPU core-hours | FID, 1,000 vs 1,000 dev | FID, 2,000 vs 1,000 dev |")
     print("|---|---|---|---|---|---|")
     for name, rows in series.items():

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -928,3 +929,30 @@ def test_the_ship_rule_names_every_bar_a_run_misses():
         "flip_rate 0.96 < 0.97 (seed 2)", "mean FID 40.500 trails the shipped DCGAN's 36.0 by more than 4.0"]
     assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}}) == 42.0
     assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}, "eval_seeds": {"fid_mean": 41.5}}) == 41.5
+
+
+def test_a_time_to_quality_curve_outlives_its_run_folder(tmp_path, monkeypatch, capsys):
+    """benchmarks/gan_curve.py --keep records a run's scored snapshots (step, images, core-hours, FID at each N) in a
+    committed JSON, and draws them from there once the run folder is gone."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import gan_curve
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    run = tmp_path / "p1_a"
+    (run / "snap").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"batch": 8, "extra_share": 0.0, "restarts": [20]}))
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "img_per_s": 4.0, "threads": 2}) + "\n"
+                                               for s in (5, 10)))
+    (run / "snap" / "fid_10_n1000.json").write_text(json.dumps({"fid": 99.5}))
+    monkeypatch.setattr(gan_curve, "KEPT", tmp_path / "kept.json")
+    monkeypatch.setattr(sys, "argv", ["gan_curve.py", str(run), "--keep"])
+    gan_curve.main()
+    shutil.rmtree(run)
+    kept = gan_curve.kept_series()
+    assert kept == {"p1_a (face/train alone, restarts at 20)": [{"step": 10, "images": 80, "hours": 80 / 4 * 2 / 3600,
+                                                                  1000: 99.5}]}
+    monkeypatch.setattr(sys, "argv", ["gan_curve.py", "--plot", str(tmp_path / "c.png")])
+    gan_curve.main()  # no runs given: the chain and the kept series
+    assert "| p1_a (face/train alone, restarts at 20) | 10 | 80 |" in capsys.readouterr().out
+    assert (tmp_path / "c.png").stat().st_size > 0
