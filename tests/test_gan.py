@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import shlex
@@ -911,14 +912,19 @@ def test_the_shipped_json_gets_its_evaluations_and_training_time(shipped, tmp_pa
     assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "another checkpoint" in r.stderr
 
 
+def benchmark(name: str):
+    """A script of benchmarks/ as a module (they import their neighbours by name, so the folder is on the path)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 def test_the_ship_rule_names_every_bar_a_run_misses():
     """benchmarks/gan_ship.py ships a run only below the shipped mean FID; an ACGAN also needs its attribute bars on
     every seed and at most the shipped DCGAN's FID + 4."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import gan_ship
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    gan_ship = benchmark("gan_ship")
     good = [{"fid": 40.0, "attr_acc": 0.99, "flip_rate": 0.98, "seed": 1},
             {"fid": 41.0, "attr_acc": 0.985, "flip_rate": 0.975, "seed": 2}]
     assert gan_ship.verdict("p1_dcgan", good[:1], below=40.5) == []
@@ -934,11 +940,7 @@ def test_the_ship_rule_names_every_bar_a_run_misses():
 def test_a_time_to_quality_curve_outlives_its_run_folder(tmp_path, monkeypatch, capsys):
     """benchmarks/gan_curve.py --keep records a run's scored snapshots (step, images, core-hours, FID at each N) in a
     committed JSON, and draws them from there once the run folder is gone."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import gan_curve
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    gan_curve = benchmark("gan_curve")
     run = tmp_path / "p1_a"
     (run / "snap").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"batch": 8, "extra_share": 0.0, "restarts": [20]}))
