@@ -21,11 +21,12 @@ KIND = "p1_dcgan"
 
 def d_step(nets: Nets, real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
     """One discriminator update on real images and fake.detach(): no gradient reaches the generator."""
+    seen = gan.real_seen(nets, real)
     with distributed.autocast(real.device):
-        logit_real, logit_fake = nets.D(nets.augment(real)), nets.D(nets.augment(fake.detach()))  # (B,), (B,)
+        logit_real, logit_fake = nets.D(seen), nets.D(nets.augment(fake.detach()))  # (B,), (B,)
         loss = d_loss(logit_real, logit_fake)
     nets.opt_d.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss + gan.r1_penalty(nets, logit_real, seen)).backward()
     nets.opt_d.step()
     return {"loss_d": loss.item(), "d_real": torch.sigmoid(logit_real.float()).mean().item(),
             "d_fake": torch.sigmoid(logit_fake.float()).mean().item()}

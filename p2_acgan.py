@@ -38,13 +38,14 @@ def batch_accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 def d_step(nets: Nets, real: torch.Tensor, y_real: torch.Tensor, fake: torch.Tensor, y_fake: torch.Tensor
            ) -> dict[str, float]:
     """Discriminator update: real/fake on real and fake.detach(), attribute head on both (ACGAN)."""
+    seen = gan.real_seen(nets, real)
     with distributed.autocast(real.device):
-        rf_real, attr_real = nets.D(nets.augment(real))         # (B,), (B, 2)
+        rf_real, attr_real = nets.D(seen)                        # (B,), (B, 2)
         rf_fake, attr_fake = nets.D(nets.augment(fake.detach()))
         adv = d_loss(rf_real, rf_fake)
         aux = F.cross_entropy(attr_real.float(), y_real) + F.cross_entropy(attr_fake.float(), y_fake)
     nets.opt_d.zero_grad(set_to_none=True)
-    (adv + aux).backward()
+    (adv + aux + gan.r1_penalty(nets, rf_real, seen)).backward()
     nets.opt_d.step()
     return {"loss_d": adv.item(), "loss_d_aux": aux.item(), "d_real": torch.sigmoid(rf_real.float()).mean().item(),
             "d_fake": torch.sigmoid(rf_fake.float()).mean().item(), "aux_acc_real": batch_accuracy(attr_real, y_real),

@@ -22,15 +22,16 @@ from models import Z_DIM, init_dcgan
 
 BN_BATCHES = 100  # noise batches of 64 that re-estimate an average generator's BatchNorm statistics
 # probes that measured no gain and left the code (commit 38f8f44 has them): their values in the runs before
-REMOVED = {"loss": "bce", "r1": 0.0, "spectral_norm": False, "lr_d": None, "d_warmup": 0}
+REMOVED = {"loss": "bce", "spectral_norm": False, "lr_d": None, "d_warmup": 0}
 REMOVED_IN = "38f8f44"
 # what a run recorded before an option existed trained with (a default that later changed)
-OLDER = {"xflip": False, "extra_share": 0.0, "extra_until": None, "restarts": None}
+OLDER = {"xflip": False, "extra_share": 0.0, "extra_until": None, "restarts": None, "r1": 0.0}
 RESUME_WINS = ("steps", "lr_decay_from", "lr", "extra_until", "restarts")  # with --resume: a new schedule
 LR = 2e-4  # both Adam rates (the report's); --lr has no argparse default, so --resume can tell whether it was given
 # --report's configuration, beside each script's report_args: no DiffAugment, EMA, mirroring, extra faces or decay
 REPORT = {"diffaug": "none", "ema": 0.0, "xflip": False, "extra_share": 0.0, "extra_until": None,
-          "lr_decay_from": None, "restarts": None, "lr": LR}
+          "lr_decay_from": None, "restarts": None, "lr": LR, "r1": 0.0}
+R1_EVERY = 16  # lazy R1: the penalty on every 16th D step only, weighted by 16 (StyleGAN2's lazy regularisation)
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Nets:
     rank: int = 0   # under torchrun: this process's slice of every global batch
     world: int = 1
     augment: Callable[[torch.Tensor], torch.Tensor] = lambda x: x  # what D sees, real and fake (DiffAugment)
+    r1: float = 0.0  # this step's R1 weight: --r1 * R1_EVERY on every R1_EVERY-th step, else 0
 
     def draw(self, make: Callable[[int], torch.Tensor], local: int) -> torch.Tensor:
         """This rank's slice of a global batch made by `make(global_size)` (noise, sampled labels): every rank
@@ -68,6 +70,20 @@ def d_loss(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> torch.Tensor:
 def g_loss(logit_fake: torch.Tensor) -> torch.Tensor:
     """G's non-saturating loss: its fakes toward 1."""
     return bce(logit_fake, True)
+
+
+def real_seen(nets: Nets, real: torch.Tensor) -> torch.Tensor:
+    """The real batch as D sees it (augmented); on an R1 step a leaf that D's input gradient can be taken at."""
+    seen = nets.augment(real)
+    return seen.detach().requires_grad_() if nets.r1 else seen
+
+
+def r1_penalty(nets: Nets, logit_real: torch.Tensor, seen: torch.Tensor) -> torch.Tensor | float:
+    """R1 (Mescheder et al. 2018): r1/2 * E ||d logit / d x||^2 at the real images D saw; 0 on other steps."""
+    if not nets.r1:
+        return 0.0
+    grad, = torch.autograd.grad(logit_real.float().sum(), seen, create_graph=True)  # (B, 3, 64, 64)
+    return nets.r1 / 2 * grad.float().square().flatten(1).sum(1).mean()
 
 
 @dataclass(frozen=True)
@@ -130,6 +146,7 @@ class GANMethod:
         until = self.args.extra_until
         share = self.args.extra_share if until is None or step < until else 0.0  # then a finish on face/train
         real, labels = self.sampler.sample(self.args.batch, self.dist.rank, self.dist.world, share)  # (B, 3, 64, 64)
+        self.nets.r1 = self.args.r1 * R1_EVERY if step % R1_EVERY == 0 else 0.0
         if self.args.xflip:
             real = mirror(real, self.rng, self.dist.rank, self.dist.world)
         out = self.spec.step(self.nets, real, labels, self.rng)
@@ -215,7 +232,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
         args.steps = spec.steps  # the recipe's length
     args.lr = LR if args.lr is None else args.lr
     cli.check_range(args, steps=">=1", epochs=">0", batch=">=1", lr=">0", betas="[0,1)", extra_share="[0,1)",
-                    ema="[0,1)", lr_decay_from=">=0", extra_until=">=0", sample_every=">=1", ckpt_every=">=1",
+                    ema="[0,1)", r1=">=0", lr_decay_from=">=0", extra_until=">=0", sample_every=">=1", ckpt_every=">=1",
                     log_every=">=1")
     try:
         policy = parse_policy(args.diffaug)
@@ -224,6 +241,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
+    if args.r1 and dist.world > 1:
+        raise UserError("--r1 takes D's input gradient, which DDP does not reduce: train it in one process")
     data = load_faces(args.data, "train", attr)
     check_training_folders(args, attr)
     extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
