@@ -672,6 +672,7 @@ def test_a_run_of_a_removed_probe_is_refused_on_resume(demo_root, tmp_path, monk
     (["--steps", "4", "--epochs", "1"], ["--steps or --epochs"]),
     (["--report", "--epochs", "0"], ["--epochs must be > 0"]),
     (["--extra-until", "9"], ["--extra-until must be at most 2"]),
+    (["--r1", "-1"], ["--r1 must be >= 0"]),
 ])
 def test_bad_numbers_are_one_line_and_leave_no_run_folder(demo_root, tmp_path, monkeypatch, capsys, bad, words):
     args = ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), "--steps", "2", "--batch", "8"]
@@ -958,3 +959,43 @@ def test_a_time_to_quality_curve_outlives_its_run_folder(tmp_path, monkeypatch, 
     gan_curve.main()  # no runs given: the chain and the kept series
     assert "| p1_a (face/train alone, restarts at 20) | 10 | 80 |" in capsys.readouterr().out
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_r1_penalty_by_hand():
+    """For D(x) = <w, x> the input gradient is w at every image: the penalty is r1/2 * |w|^2; 0 off its steps."""
+    w = torch.randn(3, 4, 4)
+    D = lambda x: (x * w).sum((1, 2, 3))  # noqa: E731  (B,)
+    nets = make_nets(nn.Linear(1, 1), nn.Linear(1, 1))
+    real = torch.randn(5, 3, 4, 4)
+    assert not gan.real_seen(nets, real).requires_grad and gan.r1_penalty(nets, D(real), real) == 0.0
+    nets.r1 = 0.3
+    seen = gan.real_seen(nets, real)
+    assert torch.allclose(gan.r1_penalty(nets, D(seen), seen), 0.3 / 2 * w.square().sum())
+
+
+def test_r1_is_paid_on_every_16th_step_at_16_times_its_weight(demo_root, tmp_path, monkeypatch):
+    paid = []
+    penalty = gan.r1_penalty
+    monkeypatch.setattr(gan, "r1_penalty", lambda nets, *a: paid.append(nets.r1) or penalty(nets, *a))
+    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY, "--steps", "18",
+                   "--r1", "0.5"])
+    assert paid == [0.5 * gan.R1_EVERY] + [0.0] * 15 + [0.5 * gan.R1_EVERY, 0.0]
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["r1"] == 0.5
+
+
+def test_r1_keeps_a_discriminator_smooth_at_the_real_images():
+    """D trained to split two overlapping clouds: with R1 its input gradient at the real ones stays far smaller."""
+    def input_gradient(r1: float) -> float:
+        torch.manual_seed(0)
+        D = nn.Sequential(nn.Flatten(), nn.Linear(48, 64), nn.LeakyReLU(0.2), nn.Linear(64, 1), nn.Flatten(0))
+        nets = make_nets(nn.Linear(1, 1), D)
+        nets.opt_d = torch.optim.Adam(D.parameters(), 1e-2)
+        real, fake = torch.randn(64, 3, 4, 4) * 0.5 + 0.3, torch.randn(64, 3, 4, 4) * 0.5 - 0.3
+        for _ in range(200):
+            nets.r1 = r1
+            p1_dcgan.d_step(nets, real, fake)
+        seen = real.clone().requires_grad_()
+        grad, = torch.autograd.grad(D(seen).sum(), seen)
+        return grad.square().flatten(1).sum(1).mean().item()
+
+    assert input_gradient(1.0) < 0.2 * input_gradient(0.0)
