@@ -973,11 +973,12 @@ def test_r1_penalty_by_hand():
     assert torch.allclose(gan.r1_penalty(nets, D(seen), seen), 0.3 / 2 * w.square().sum())
 
 
-def test_r1_is_paid_on_every_16th_step_at_16_times_its_weight(demo_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("module", [p1_dcgan, p2_acgan], ids=["p1", "p2"])
+def test_r1_is_paid_on_every_16th_step_at_16_times_its_weight(demo_root, tmp_path, monkeypatch, module):
     paid = []
     penalty = gan.r1_penalty
     monkeypatch.setattr(gan, "r1_penalty", lambda nets, *a: paid.append(nets.r1) or penalty(nets, *a))
-    p1_dcgan.main(["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY, "--steps", "18",
+    module.main(["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY, "--steps", "18",
                    "--r1", "0.5"])
     assert paid == [0.5 * gan.R1_EVERY] + [0.0] * 15 + [0.5 * gan.R1_EVERY, 0.0]
     assert json.loads((tmp_path / "r" / "config.json").read_text())["r1"] == 0.5
