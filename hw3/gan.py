@@ -242,7 +242,7 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
     if args.r1 and dist.world > 1:
-        raise UserError("--r1 takes D's input gradient, which DDP does not reduce: train it in one process")
+        raise UserError("--r1 (a gradient of D's input gradient) is not supported under torchrun: train in one process")
     data = load_faces(args.data, "train", attr)
     check_training_folders(args, attr)
     extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
