@@ -49,10 +49,8 @@ def _decode_or_none(path: Path, size: int) -> np.ndarray | None:
 
 
 def decode_many(paths: list[Path], size: int, strict: bool) -> tuple[torch.Tensor, list[int]]:
-    """Decode in a thread pool. strict: a bad file is an error; else it is skipped with a warning.
-
-    Returns the stacked images and the indices (into `paths`) that decoded.
-    """
+    """Decode in a thread pool -> the stacked images and the indices (into `paths`) that decoded. strict: a bad file
+    is an error; else it is skipped with a warning."""
     from tqdm import tqdm
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
@@ -93,6 +91,11 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- CSVs
+
+
+def training_splits(extra_share: float) -> tuple[str, ...]:
+    """The face folders a run with this --extra-share draws its real faces from."""
+    return ("train", "extra") if extra_share > 0 else ("train",)
 
 
 def read_csv(path: str | Path, columns: list[str]) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from datasets import DeviceSampler, load_faces, read_csv
+from datasets import DeviceSampler, load_faces, read_csv, training_splits
 from hw3 import checkpoints, cli, distributed, evaluation, loop
 from hw3.augment import DiffAugment, mirror, parse_policy
 from hw3.cli import UserError
@@ -183,11 +183,6 @@ class GANMethod:
             checkpoints.load_state(self.ema.net, state["models"]["G_ema"], "generator average")
         self.nets.opt_g.load_state_dict(state["optimizers"]["G"])
         self.nets.opt_d.load_state_dict(state["optimizers"]["D"])
-
-
-def training_splits(extra_share: float) -> tuple[str, ...]:
-    """The face folders a run with this --extra-share draws its real faces from."""
-    return ("train", "extra") if extra_share > 0 else ("train",)
 
 
 def check_training_folders(args: argparse.Namespace, attr: str | None) -> None:

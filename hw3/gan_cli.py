@@ -10,10 +10,10 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from datasets import list_images
+from datasets import list_images, training_splits
 from hw3 import checkpoints, cli, distributed, loop
 from hw3.cli import UserError
-from hw3.gan import LR, REPORT, GanSpec, generate_n, load_generator, save_grid, train, training_splits
+from hw3.gan import LR, REPORT, GanSpec, generate_n, load_generator, save_grid, train
 from hw3.schedule import restart_step
 from models import truncate
 
