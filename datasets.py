@@ -93,11 +93,6 @@ def list_images(folder: str | Path) -> list[Path]:
 # ----------------------------------------------------------------------------- CSVs
 
 
-def training_splits(extra_share: float) -> tuple[str, ...]:
-    """The face folders a run with this --extra-share draws its real faces from."""
-    return ("train", "extra") if extra_share > 0 else ("train",)
-
-
 def read_csv(path: str | Path, columns: list[str]) -> list[dict[str, str]]:
     """Rows of a course CSV (BOM and CRLF tolerated) that must hold `columns`; duplicate names are an error."""
     path = Path(path)
@@ -255,6 +250,11 @@ def load_faces(root: str | Path, split: str = "train", attr: str | None = None, 
         key = _cache_key(base / split, None, FACE_SIZE, f"faces:{len(paths)}")
         return _cached(key, build) if use_cache else build()
     return load_labelled(base / split, base / f"{split}.csv", attr, FACE_SIZE, "attribute", use_cache)
+
+
+def training_splits(extra_share: float) -> tuple[str, ...]:
+    """The face folders a run with this --extra-share draws its real faces from."""
+    return ("train", "extra") if extra_share > 0 else ("train",)
 
 
 def load_folder(folder: str | Path, size: int) -> ImageSet:
