@@ -57,7 +57,7 @@ def figure(G: torch.nn.Module, rng: torch.Generator, device: torch.device) -> tu
 
 SPEC = gan.GanSpec(kind=KIND, build_g=lambda config: DCGANGenerator(), build_d=lambda config: DCGANDiscriminator(),
                    generate=lambda G, z, y: G(z), figure=figure, step=train_step, report_args={"batch": 128},
-                   steps=80_000, restarts=(60_000, 70_000))  # the recipe: 2e-4, then two warm restarts at half rate
+                   steps=80_000, restarts=(60_000, 70_000), r1=0.01)  # the recipe: two warm restarts at half rate
 
 
 def main(argv: list[str] | None = None) -> None:

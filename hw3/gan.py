@@ -101,6 +101,7 @@ class GanSpec:
     report_args: dict = field(default_factory=dict)  # what --report sets besides REPORT (the script's own)
     steps: int = 60_000                         # the recipe's length (--steps default)
     restarts: tuple[int, ...] = ()              # its warm restarts (--restarts default at that length)
+    r1: float = 0.0                             # its R1 weight (--r1 default)
     report_epochs: int = 50                     # the report's length (--report default)
     older: dict = field(default_factory=dict)   # the script's own OLDER
     # (args, G, D) -> what the config records of them: weights to start from (a fresh run only, after the DCGAN init)
@@ -236,8 +237,8 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
-    if args.r1 and dist.world > 1:
-        raise UserError("--r1 (a gradient of D's input gradient) is not supported under torchrun: train in one process")
+    if args.r1 and dist.world > 1:  # R1 takes a gradient of D's input gradient, which DDP does not reduce
+        raise UserError(f"--r1 {args.r1} is not supported under torchrun: train in one process, or give --r1 0")
     data = load_faces(args.data, "train", attr)
     check_training_folders(args, attr)
     extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None
@@ -296,10 +297,9 @@ def plot_gan_curves(run: Path) -> Path:
 def load_generator(path: str | Path, spec: GanSpec, device: torch.device) -> tuple[nn.Module, dict]:
     """The generator of a run checkpoint or a shipped fp16 one, in float32 eval mode on `device`."""
     ck = checkpoints.load_checkpoint(path, spec.kind)
-    G = spec.build_g(ck["config"])
+    G = spec.build_g(ck["config"]).to(device).eval()
     state = ck["models"].get("G_ema", ck["models"]["G"])  # the weight average, where the run kept one
     checkpoints.load_state(G, checkpoints.float_state(state), "generator")
-    G = G.to(device).eval()
     if "G_ema" in ck["models"]:  # a run's average still has the live generator's statistics (exports are fixed)
         recalibrate_batchnorm(G, spec, device)
     return G, ck

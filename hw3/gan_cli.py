@@ -45,8 +45,8 @@ def add_commands(p: argparse.ArgumentParser, spec: GanSpec) -> dict[str, argpars
                                                   f"length{init} or --report: none)" if recipe else "(default: none)"))
     t.add_argument("--diffaug", default="color,translation,cutout",
                    help="DiffAugment transforms for every image D sees, real and fake ('none': off)")
-    t.add_argument("--r1", type=float, default=0.0, metavar="GAMMA",
-                   help="R1 penalty GAMMA/2 * |grad D(real)|^2 on D, every 16th step (0: off)")
+    t.add_argument("--r1", type=float, default=spec.r1, metavar="GAMMA",
+                   help=f"R1 penalty GAMMA/2 * |grad D(real)|^2 on D, every 16th step (default {spec.r1}; 0: off)")
     t.add_argument("--ema", type=float, default=0.999, help="decay of the generator's weight average (0: off)")
     t.add_argument("--no-xflip", dest="xflip", action="store_false",
                    help="do not mirror real faces (default: each is mirrored with probability 1/2)")

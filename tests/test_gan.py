@@ -335,7 +335,7 @@ def test_dcgan_two_ranks_match_one_process_with_the_whole_batch(demo_root, tmp_p
     noise, which Adam's first step turns into a lr-sized move of the near-zero-gradient weights (0.4 % of them on
     the demo faces, against 47 % that differ from one rank's half batch)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["train", "--data", str(demo_root), "--precision", "fp32", "--steps", "1", "--batch", "16"]
+    args = ["train", "--data", str(demo_root), "--precision", "fp32", "--r1", "0", "--steps", "1", "--batch", "16"]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                         str(ROOT / "p1_dcgan.py"), *args, "--run-dir", str(tmp_path / "ddp")],
                        capture_output=True, text=True, timeout=300, env=env)
