@@ -984,6 +984,16 @@ def test_r1_is_paid_on_every_16th_step_at_16_times_its_weight(demo_root, tmp_pat
     assert json.loads((tmp_path / "r" / "config.json").read_text())["r1"] == 0.5
 
 
+def test_r1_is_p1s_default_and_torchrun_refuses_it_in_one_line(demo_root, tmp_path, monkeypatch, capsys):
+    """P1's recipe has R1 (P2's not); two ranks (faked) refuse it before the run folder, naming the way out."""
+    assert (p1_dcgan.SPEC.r1, p2_acgan.SPEC.r1) == (0.01, 0.0)
+    setup = gan.distributed.setup
+    monkeypatch.setattr(gan.distributed, "setup", lambda *a: dataclasses.replace(setup(*a), world=2))
+    r = in_process(p1_dcgan, ["train", "--data", str(demo_root), "--run-dir", str(tmp_path / "r"), *TINY],
+                   monkeypatch, capsys)
+    assert_clean_error(r, "--r1 0.01 is not supported under torchrun", "give --r1 0")
+    assert not (tmp_path / "r").exists()
+
 def test_r1_keeps_a_discriminator_smooth_at_the_real_images():
     """D trained to split two overlapping clouds: with R1 its input gradient at the real ones stays far smaller."""
     def input_gradient(r1: float) -> float:
