@@ -994,6 +994,7 @@ def test_r1_is_p1s_default_and_torchrun_refuses_it_in_one_line(demo_root, tmp_pa
     assert_clean_error(r, "--r1 0.01 is not supported under torchrun", "give --r1 0")
     assert not (tmp_path / "r").exists()
 
+
 def test_r1_keeps_a_discriminator_smooth_at_the_real_images():
     """D trained to split two overlapping clouds: with R1 its input gradient at the real ones stays far smaller."""
     def input_gradient(r1: float) -> float:
