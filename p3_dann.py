@@ -50,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="train source-only, DANN or target-only")
-    t.add_argument("--data", help="root of the course layout (default: hw3_data, or the run's own with --resume)")
-    t.add_argument("--source", help="source domain (default: the run's own with --resume; required otherwise)")
-    t.add_argument("--target", help="target domain (default: the run's own with --resume; required otherwise)")
+    cli.add_domains(t)
     t.add_argument("--mode", choices=["source", "dann", "target"], default="dann",
                    help="source-only (lower bound), DANN, or trained on the target's labels (upper bound)")
     t.add_argument("--run-dir", help="run folder (default: runs/p3/<mode>_<source>2<target>)")

@@ -77,9 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train", help="pretrain on source, adapt a target encoder, self-train it")
-    t.add_argument("--data", help="root of the course layout (default: hw3_data, or the run's own with --resume)")
-    t.add_argument("--source", help="source domain (default: the run's own with --resume; required otherwise)")
-    t.add_argument("--target", help="target domain (default: the run's own with --resume; required otherwise)")
+    cli.add_domains(t)
     t.add_argument("--run-dir", help="run folder (default: runs/p4/<source>2<target>)")
     t.add_argument("--plain", action="store_true", help="the report's ADDA: " + ", ".join(
         f"{k}={v}" for k, v in PLAIN.items()) + "; options given beside it still apply")

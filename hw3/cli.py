@@ -152,6 +152,14 @@ def check_range(args: argparse.Namespace, **rules: str) -> None:
                 raise UserError(f"--{name.replace('_', '-')} must be {words[rule]}, got {v}")
 
 
+def add_domains(parser: argparse.ArgumentParser) -> None:
+    """--data, --source and --target of a digits `train` (P3, P4): a resumed run's own when not given."""
+    parser.add_argument("--data", help="root of the course layout (default: hw3_data, or the run's own with --resume)")
+    for side in ("source", "target"):
+        parser.add_argument(f"--{side}",
+                            help=f"{side} domain (default: the run's own with --resume; required otherwise)")
+
+
 def add_force(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="overwrite what this command otherwise refuses to: shipped checkpoints, a label CSV "
