@@ -73,29 +73,31 @@ def plot(series: dict[str, list[dict]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9))  # rows: faces generated (1,000, 2,000); columns: images, hours
+    panels = [(axes[i, j], n, x, scale) for i, n in enumerate((1000, 2000))
+              for j, (x, scale) in enumerate((("images", 1e6), ("hours", 1)))]
     for color, (name, rows) in enumerate(series.items()):
-        for ax, n, x, scale in ((axes[0], 1000, "images", 1e6), (axes[1], 2000, "images", 1e6),
-                                (axes[2], 2000, "hours", 1)):
+        for ax, n, x, scale in panels:
             pts = [(r[x] / scale, r[n]) for r in rows if n in r]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=name, color=f"C{color}")  # one colour per series
-    for ax, title, xlabel in ((axes[0], "1,000 generated vs the 1,000 dev faces", "million images seen"),
-                              (axes[1], "2,000 generated vs the 1,000 dev faces", "million images seen"),
-                              (axes[2], "2,000 generated vs the 1,000 dev faces", "CPU core-hours")):
-        ax.set(title=title, xlabel=xlabel, ylabel="FID (lower is better)")
+    for ax, n, x, _ in panels:
+        ax.set(title=f"{n:,} generated vs the 1,000 dev faces", ylabel="FID (lower is better)",
+               xlabel="million images seen" if x == "images" else "CPU core-hours")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     print(f"wrote {out}")
 
 
 def recipe(config: dict) -> str:
-    """What a run's real faces were, in words (the share from face/extra and the step it ends), and its restarts."""
+    """What a run's real faces were, in words (the share from face/extra and the step it ends), its R1 weight if any,
+    and its restarts."""
     share, until = config.get("extra_share", 0.0), config.get("extra_until")
     faces = "face/train alone" if share == 0 else f"extra share {share}"
     faces += f" until {until:,}" if share and until is not None else ""
+    faces += f", R1 {config['r1']}" if config.get("r1") else ""
     restarts = config.get("restarts")
     return faces + (", restarts at " + ", ".join(f"{s:,}" for s in restarts) if restarts else "")
 

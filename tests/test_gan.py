@@ -959,6 +959,7 @@ def test_a_time_to_quality_curve_outlives_its_run_folder(tmp_path, monkeypatch, 
     gan_curve.main()  # no runs given: the chain and the kept series
     assert "| p1_a (face/train alone, restarts at 20) | 10 | 80 |" in capsys.readouterr().out
     assert (tmp_path / "c.png").stat().st_size > 0
+    assert gan_curve.recipe({"extra_share": 0.5, "extra_until": 10, "r1": 0.01}) == "extra share 0.5 until 10, R1 0.01"
 
 
 def test_r1_penalty_by_hand():
