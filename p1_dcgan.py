@@ -1,5 +1,5 @@
-"""P1: DCGAN on 64x64 faces, the report's networks; trained with DiffAugment, an EMA generator and mirrored faces,
-the extra CelebA faces an option (the defaults are the recipe; --report is the report's configuration).
+"""P1: DCGAN on 64x64 faces, the report's networks; trained with DiffAugment, a lazy R1 penalty, an EMA generator and
+mirrored faces, the extra CelebA faces an option (the defaults are the recipe; --report is the report's configuration).
 
   python p1_dcgan.py train --data hw3_data --run-dir runs/p1
   python p1_dcgan.py export --ckpt runs/p1/last.pt --out my_dcgan.pt --truncation 0.9
