@@ -1,13 +1,16 @@
-"""Judge a GAN run by its shipping rule and ship it if it passes: the procedure of docs/experiments.md, one command.
+"""Judge GAN runs by their shipping rule and ship the best if every one passes: the procedure of docs/experiments.md,
+one command.
 
-  python benchmarks/gan_ship.py p1_dcgan runs/p1 --below 41.65
+  python benchmarks/gan_ship.py p1_dcgan runs/p1_r1_s1 runs/p1_r1_s2 --below 41.65
   python benchmarks/gan_ship.py p2_acgan runs/p2 --below 44.77
 
-Exports RUN/last.pt to RUN/export/KIND.pt (--truncation 0.9; P1 also --with-d, for the ACGAN's warm start), scores it
-with noise seeds 1 and 2 (`eval --n 2000 --seed S --json RUN/ship_sS.json`: 2,000 generated vs the 1,000 dev faces),
-and ships if the mean FID is below --below; the ACGAN must also find its attribute on >= 0.98 of the faces, flip it on
->= 0.97, and score at most the shipped DCGAN's mean + 4. A ship copies the scored files over checkpoints/KIND.pt and
-.json and completes the JSON (gan_record.py); commit it at once: a run folder is lost with its machine.
+Exports each RUN/last.pt to RUN/export/KIND.pt (--truncation 0.9; P1 also --with-d, for the ACGAN's warm start),
+scores it with noise seeds 1 and 2 (`eval --n 2000 --seed S --json RUN/ship_sS.json`: 2,000 generated vs the 1,000
+dev faces) and passes it if the mean FID is below --below; the ACGAN must also find its attribute on >= 0.98 of the
+faces, flip it on >= 0.97, and score at most the shipped DCGAN's mean + 4. Runs given together are seeds of one
+recipe: it ships only if every one passes, and then the run with the lowest mean. A ship copies the scored files over
+checkpoints/KIND.pt and .json and completes the JSON (gan_record.py); commit it at once: a run folder is lost with its
+machine.
 """
 from __future__ import annotations
 
@@ -42,24 +45,20 @@ def verdict(kind: str, evals: list[dict], below: float, dcgan_fid: float | None 
     return misses
 
 
+def choose(judged: dict[Path, tuple[float, list[str]]]) -> Path | None:
+    """The run to ship from {run: (mean FID, missed bars)}: the lowest mean if no run missed a bar, else None."""
+    if not judged or any(misses for _, misses in judged.values()):
+        return None
+    return min(judged, key=lambda r: judged[r][0])
+
+
 def run(*words: str) -> None:
     print("+", " ".join(words), flush=True)
     subprocess.run([sys.executable, *words], cwd=ROOT, check=True)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("kind", choices=["p1_dcgan", "p2_acgan"])
-    p.add_argument("run", type=Path, help="the run folder (its last.pt is judged)")
-    p.add_argument("--below", type=float, required=True, help="the mean dev FID to beat (the shipped model's)")
-    p.add_argument("--data", default="hw3_data")
-    p.add_argument("--truncation", default="0.9")
-    p.add_argument("--n", default="2000", help="faces generated per seed (a dry run: fewer)")
-    p.add_argument("--hardware", default="CPU, one process on a 2-core machine (two threads)")
-    args = p.parse_args()
-    run_dir = args.run.resolve()
-    if not (run_dir / "last.pt").is_file():
-        raise SystemExit(f"error: {run_dir / 'last.pt'} not found")
+def judge(args: argparse.Namespace, run_dir: Path) -> tuple[float, list[str], Path, list[Path]]:
+    """Export and score one run: its mean FID, the bars it misses, its export and its eval JSONs."""
     export = run_dir / "export" / f"{args.kind}.pt"
     with_d = ["--with-d"] if args.kind == "p1_dcgan" else []
     run(f"{args.kind}.py", "export", "--ckpt", str(run_dir / "last.pt"), "--out", str(export),
@@ -72,15 +71,38 @@ def main() -> None:
     dcgan = ROOT / "checkpoints" / "p1_dcgan.json"
     misses = verdict(args.kind, evals, args.below,
                      shipped_dcgan_fid(json.loads(dcgan.read_text())) if args.kind == "p2_acgan" else None)
-    print("FID by seed:", ", ".join(f"{e['fid']:.3f}" for e in evals))
-    if misses:
-        print("MISSES: " + "; ".join(misses) + " (checkpoints/ unchanged)")
+    print(f"{run_dir.name}: FID by seed", ", ".join(f"{e['fid']:.3f}" for e in evals))
+    return statistics.mean(e["fid"] for e in evals), misses, export, jsons
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=["p1_dcgan", "p2_acgan"])
+    p.add_argument("runs", nargs="+", type=Path, help="run folders, seeds of one recipe (each one's last.pt is judged)")
+    p.add_argument("--below", type=float, required=True, help="the mean dev FID to beat (the shipped model's)")
+    p.add_argument("--data", default="hw3_data")
+    p.add_argument("--truncation", default="0.9")
+    p.add_argument("--n", default="2000", help="faces generated per seed (a dry run: fewer)")
+    p.add_argument("--hardware", default="CPU, one process on a 2-core machine (two threads)")
+    args = p.parse_args()
+    run_dirs = [r.resolve() for r in args.runs]
+    for run_dir in run_dirs:
+        if not (run_dir / "last.pt").is_file():
+            raise SystemExit(f"error: {run_dir / 'last.pt'} not found")
+    results = {run_dir: judge(args, run_dir) for run_dir in run_dirs}
+    for run_dir, (mean, misses, _, _) in results.items():
+        print(f"{run_dir.name}: mean {mean:.3f}; " + ("passes" if not misses else "MISSES: " + "; ".join(misses)))
+    best = choose({r: (mean, misses) for r, (mean, misses, _, _) in results.items()})
+    if best is None:
+        print("MISSES: not every run passes (checkpoints/ unchanged)")
         return
+    _, _, export, jsons = results[best]
     for suffix in (".pt", ".json"):
         shutil.copyfile(export.with_suffix(suffix), ROOT / "checkpoints" / f"{args.kind}{suffix}")
-    run("benchmarks/gan_record.py", f"checkpoints/{args.kind}.pt", "--run", str(run_dir), "--eval", *map(str, jsons),
+    run("benchmarks/gan_record.py", f"checkpoints/{args.kind}.pt", "--run", str(best), "--eval", *map(str, jsons),
         "--hardware", args.hardware)
-    print(f"SHIPS: checkpoints/{args.kind}.pt; commit it now, then `bash hw3_p1p2.sh docs` for the figures")
+    print(f"SHIPS: checkpoints/{args.kind}.pt from {best.name}; commit it now, then `bash hw3_p1p2.sh docs` for the "
+          "figures")
 
 
 if __name__ == "__main__":

@@ -924,7 +924,7 @@ def benchmark(name: str):
 
 def test_the_ship_rule_names_every_bar_a_run_misses():
     """benchmarks/gan_ship.py ships a run only below the shipped mean FID; an ACGAN also needs its attribute bars on
-    every seed and at most the shipped DCGAN's FID + 4."""
+    every seed and at most the shipped DCGAN's FID + 4; of several runs (seeds), the best ships only if all pass."""
     gan_ship = benchmark("gan_ship")
     good = [{"fid": 40.0, "attr_acc": 0.99, "flip_rate": 0.98, "seed": 1},
             {"fid": 41.0, "attr_acc": 0.985, "flip_rate": 0.975, "seed": 2}]
@@ -936,6 +936,10 @@ def test_the_ship_rule_names_every_bar_a_run_misses():
         "flip_rate 0.96 < 0.97 (seed 2)", "mean FID 40.500 trails the shipped DCGAN's 36.0 by more than 4.0"]
     assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}}) == 42.0
     assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}, "eval_seeds": {"fid_mean": 41.5}}) == 41.5
+    seed1, seed2 = Path("runs/s1"), Path("runs/s2")  # seeds of one recipe: the lower mean ships, if both pass
+    assert gan_ship.choose({seed1: (41.0, []), seed2: (40.0, [])}) == seed2
+    assert gan_ship.choose({seed1: (41.0, []), seed2: (40.0, ["mean FID 40.000 is not below 39.0"])}) is None
+    assert gan_ship.choose({}) is None
 
 
 def test_a_time_to_quality_curve_outlives_its_run_folder(tmp_path, monkeypatch, capsys):
