@@ -57,22 +57,27 @@ def run(*words: str) -> None:
     subprocess.run([sys.executable, *words], cwd=ROOT, check=True)
 
 
-def judge(args: argparse.Namespace, run_dir: Path) -> tuple[float, list[str], Path, list[Path]]:
-    """Export and score one run: its mean FID, the bars it misses, its export and its eval JSONs."""
-    export = run_dir / "export" / f"{args.kind}.pt"
+def export_of(kind: str, run_dir: Path) -> Path:
+    return run_dir / "export" / f"{kind}.pt"
+
+
+def evals_of(run_dir: Path) -> list[Path]:
+    """The eval JSONs of a run's export, one per noise seed."""
+    return [run_dir / f"ship_s{seed}.json" for seed in SEEDS]
+
+
+def judge(args: argparse.Namespace, run_dir: Path, dcgan_fid: float | None) -> tuple[float, list[str]]:
+    """Export and score one run: its mean FID and the bars it misses."""
+    export = export_of(args.kind, run_dir)
     with_d = ["--with-d"] if args.kind == "p1_dcgan" else []
     run(f"{args.kind}.py", "export", "--ckpt", str(run_dir / "last.pt"), "--out", str(export),
         "--truncation", args.truncation, *with_d, "--force")
-    jsons = [run_dir / f"ship_s{seed}.json" for seed in SEEDS]
-    for seed, out in zip(SEEDS, jsons):
+    for seed, out in zip(SEEDS, evals_of(run_dir)):
         run(f"{args.kind}.py", "eval", "--ckpt", str(export), "--data", args.data, "--n", args.n, "--seed", str(seed),
             "--json", str(out))
-    evals = [json.loads(path.read_text()) for path in jsons]
-    dcgan = ROOT / "checkpoints" / "p1_dcgan.json"
-    misses = verdict(args.kind, evals, args.below,
-                     shipped_dcgan_fid(json.loads(dcgan.read_text())) if args.kind == "p2_acgan" else None)
+    evals = [json.loads(path.read_text()) for path in evals_of(run_dir)]
     print(f"{run_dir.name}: FID by seed", ", ".join(f"{e['fid']:.3f}" for e in evals))
-    return statistics.mean(e["fid"] for e in evals), misses, export, jsons
+    return statistics.mean(e["fid"] for e in evals), verdict(args.kind, evals, args.below, dcgan_fid)
 
 
 def main() -> None:
@@ -89,18 +94,19 @@ def main() -> None:
     for run_dir in run_dirs:
         if not (run_dir / "last.pt").is_file():
             raise SystemExit(f"error: {run_dir / 'last.pt'} not found")
-    results = {run_dir: judge(args, run_dir) for run_dir in run_dirs}
-    for run_dir, (mean, misses, _, _) in results.items():
+    dcgan = ROOT / "checkpoints" / "p1_dcgan.json"
+    dcgan_fid = shipped_dcgan_fid(json.loads(dcgan.read_text())) if args.kind == "p2_acgan" else None
+    judged = {run_dir: judge(args, run_dir, dcgan_fid) for run_dir in run_dirs}
+    for run_dir, (mean, misses) in judged.items():
         print(f"{run_dir.name}: mean {mean:.3f}; " + ("passes" if not misses else "MISSES: " + "; ".join(misses)))
-    best = choose({r: (mean, misses) for r, (mean, misses, _, _) in results.items()})
+    best = choose(judged)
     if best is None:
         print("MISSES: not every run passes (checkpoints/ unchanged)")
         return
-    _, _, export, jsons = results[best]
     for suffix in (".pt", ".json"):
-        shutil.copyfile(export.with_suffix(suffix), ROOT / "checkpoints" / f"{args.kind}{suffix}")
-    run("benchmarks/gan_record.py", f"checkpoints/{args.kind}.pt", "--run", str(best), "--eval", *map(str, jsons),
-        "--hardware", args.hardware)
+        shutil.copyfile(export_of(args.kind, best).with_suffix(suffix), ROOT / "checkpoints" / f"{args.kind}{suffix}")
+    run("benchmarks/gan_record.py", f"checkpoints/{args.kind}.pt", "--run", str(best), "--eval",
+        *map(str, evals_of(best)), "--hardware", args.hardware)
     print(f"SHIPS: checkpoints/{args.kind}.pt from {best.name}; commit it now, then `bash hw3_p1p2.sh docs` for the "
           "figures")
 
