@@ -58,6 +58,7 @@ def run(*words: str) -> None:
 
 
 def export_of(kind: str, run_dir: Path) -> Path:
+    """Where a run's export for shipping is written."""
     return run_dir / "export" / f"{kind}.pt"
 
 
