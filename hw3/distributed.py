@@ -134,15 +134,14 @@ class AllReduceSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        torch_dist.all_reduce(grad)
-        return grad
+        return AllReduceSum.apply(grad)  # differentiable in turn: R1's double backward crosses ranks too
 
 
 class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """BatchNorm whose training statistics cover the global batch of all torchrun ranks, for CPU / gloo
-    (nn.SyncBatchNorm is GPU-only). Per-channel sums go through a differentiable all-reduce, so gradients
-    are those of one process with the whole batch. Same parameters and buffers as nn.BatchNorm*d."""
+    """BatchNorm whose training statistics cover the global batch of all torchrun ranks, on CPU (gloo; nn.SyncBatchNorm
+    is GPU-only) and CUDA (SyncBatchNorm has no double backward, which R1 needs). Per-channel sums go through a
+    differentiable all-reduce, so gradients are those of one process with the whole batch. Same parameters and buffers
+    as nn.BatchNorm*d."""
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
         if x.dim() < 2:
@@ -188,17 +187,14 @@ def global_batchnorm(module: nn.Module) -> nn.Module:
 
 def prepare_model(model: nn.Module, dist: Dist, compile: bool = False, find_unused: bool = False) -> nn.Module:
     """Move to the device (channels_last where training is bf16), optionally compile, wrap in DDP under torchrun
-    with BatchNorm over the global batch (SyncBatchNorm on CUDA, GlobalBatchNorm on CPU)."""
+    with BatchNorm over the global batch (GlobalBatchNorm)."""
     model = model.to(dist.device)
     if precision(dist.device) != "fp32":  # oneDNN / cuDNN run bf16 convolutions fastest in NHWC
         model = model.to(memory_format=torch.channels_last)
     if compile:
         model = torch.compile(model)
     if dist.world > 1 and any(p.requires_grad for p in model.parameters()):
-        if dist.device.type == "cuda":  # batch statistics over the global batch
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        else:
-            model = global_batchnorm(model)
+        model = global_batchnorm(model)  # batch statistics over the global batch
         ids = [dist.device.index] if dist.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
     return model

@@ -237,8 +237,6 @@ def train(args: argparse.Namespace, spec: GanSpec, attr: str | None = None) -> N
     dist = distributed.setup(args.device, args.seed, args.precision)
     if args.batch % dist.world:
         raise UserError(f"--batch {args.batch} does not split over {dist.world} processes")
-    if args.r1 and dist.world > 1:  # a double backward through the DDP-wrapped D: never built or tested
-        raise UserError(f"--r1 {args.r1} is not supported under torchrun: train in one process, or give --r1 0")
     data = load_faces(args.data, "train", attr)
     check_training_folders(args, attr)
     extra = load_faces(args.data, "extra", attr) if args.extra_share > 0 else None

@@ -92,7 +92,7 @@ def test_dcgan_init():
 
 
 def test_global_batchnorm_equals_batchnorm_in_one_process(tmp_path):
-    """GlobalBatchNorm (the CPU stand-in for SyncBatchNorm) with one rank: the outputs, gradients and running
+    """GlobalBatchNorm (the global-batch BatchNorm of torchrun runs) with one rank: the outputs, gradients and running
     statistics of nn.BatchNorm2d (the 2-rank equality is tested end to end in test_gan.py)."""
     import torch.distributed as dist
 
