@@ -7,13 +7,19 @@ Beside the training processes (stop it with Ctrl-C): when a run's metrics.jsonl 
 next checkpoint replaces it. Each snapshot is then scored once by `python p1_dcgan.py eval --ckpt RUN/snap/step_S.pt
 --data DATA --n N --no-floor --json RUN/snap/fid_S_nN.json`: N = 1,000 at every step, also 2,000 at --at-2000
 (--keep-only: none is scored, leaving the cores to the training; a later watcher without it scores them).
+
+--score-paused STEPS: once every run named has kept its snapshot at such a step, the watcher pauses their training
+processes (SIGSTOP to each `... train ... --run-dir RUN` it finds in /proc, Linux only), scores those snapshots side by
+side with 1,000 faces, one thread each, and lets the trainings go on (SIGCONT), so that neither slows the other.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -52,17 +58,79 @@ def keep(run: Path, at: list[int], ckpt_every: int) -> None:
             print(f"{time.strftime('%H:%M:%S')} {target} (logged step {step})", flush=True)
 
 
+def eval_command(run: Path, step: int, n: int, data: str) -> tuple[list[str], Path]:
+    """The eval command of RUN's snapshot at `step` with N generated faces, and the JSON it writes."""
+    kind = json.loads((run / "config.json").read_text())["kind"]
+    out = run / "snap" / f"fid_{step}_n{n}.json"
+    return [sys.executable, str(ROOT / f"{kind}.py"), "eval", "--ckpt", str(run / "snap" / f"step_{step}.pt"), "--data",
+            data, "--n", str(n), "--no-floor", "--json", str(out)], out
+
+
 def next_eval(run: Path, data: str, at_2000: list[int]) -> tuple[list[str], Path] | None:
     """The eval command of the first snapshot without its FID yet, and the JSON it writes (None: all scored)."""
-    kind = json.loads((run / "config.json").read_text())["kind"]
     for snap in sorted((run / "snap").glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
         s = int(snap.stem.split("_")[1])
         for n in (1000, 2000) if s in at_2000 else (1000,):
-            out = run / "snap" / f"fid_{s}_n{n}.json"
-            if not out.exists():
-                return [sys.executable, str(ROOT / f"{kind}.py"), "eval", "--ckpt", str(snap), "--data", data, "--n",
-                        str(n), "--no-floor", "--json", str(out)], out
+            if not (job := eval_command(run, s, n, data))[1].exists():
+                return job
     return None
+
+
+def start_eval(command: list[str], out: Path) -> subprocess.Popen:
+    """Run an eval on one thread, its progress bars and errors appended to the snapshot folder's eval.log."""
+    with (out.parent / "eval.log").open("a") as log:
+        return subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log,
+                                stderr=subprocess.STDOUT)
+
+
+def report(out: Path) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {out}: {json.loads(out.read_text())['fid'] if out.exists() else 'failed'}",
+          flush=True)
+
+
+def training_pids(run: Path) -> list[int]:
+    """The processes training RUN: a command line with `train` and `--run-dir RUN` (read from /proc, the run folder
+    resolved from each process's own working directory)."""
+    pids = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().decode().split("\0")
+            cwd = (proc / "cwd").resolve(strict=True)
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+        dirs = [b for a, b in zip(argv, argv[1:]) if a == "--run-dir"] + [
+            a.split("=", 1)[1] for a in argv if a.startswith("--run-dir=")]
+        if "train" in argv and any((cwd / d).resolve() == run.resolve() for d in dirs):
+            pids.append(int(proc.name))
+    return pids
+
+
+@contextlib.contextmanager
+def paused(pids: list[int]):
+    """SIGSTOP the processes for the block and SIGCONT them after it, also after an error or Ctrl-C."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def score_paused(runs: list[Path], step: int, data: str) -> None:
+    """Score every run's snapshot at `step` (1,000 faces) side by side, all their trainings paused meanwhile."""
+    jobs = [job for run in runs if not (job := eval_command(run, step, 1000, data))[1].exists()]
+    if not jobs:
+        return
+    pids = [pid for run in runs for pid in training_pids(run)]
+    print(f"{time.strftime('%H:%M:%S')} step {step}: pausing {pids}", flush=True)
+    with paused(pids):
+        jobs = [(start_eval(*job), job[1]) for job in jobs]
+        for proc, out in jobs:
+            proc.wait()
+            report(out)
+    print(f"{time.strftime('%H:%M:%S')} step {step}: resumed {pids}", flush=True)
 
 
 def main() -> None:
@@ -73,28 +141,33 @@ def main() -> None:
     p.add_argument("--at-2000", default=AT_2000, help=f"steps also scored with 2,000 faces (default {AT_2000})")
     p.add_argument("--poll", type=float, default=20, help="seconds between looks")
     p.add_argument("--keep-only", action="store_true", help="keep snapshots, score none (a later run without it does)")
+    p.add_argument("--score-paused", default="", metavar="STEPS",
+                   help="steps (of --at) scored once every run has kept them, the trainings paused (module docstring)")
     args = p.parse_args()
-    at, at_2000 = ([int(s) for s in v.split(",")] for v in (args.at, args.at_2000))
+    at, at_2000, at_paused = ([int(s) for s in v.split(",") if s] for v in (args.at, args.at_2000, args.score_paused))
+    if not set(at_paused) <= set(at):
+        sys.exit(f"error: --score-paused {sorted(set(at_paused) - set(at))} not among --at: no snapshot is kept there")
     running, failed = None, set()  # one eval at a time, on one thread, while snapshots keep being taken
     while True:
-        for run in (r for r in args.runs if (r / "config.json").is_file()):  # a run that has started
+        started = [r for r in args.runs if (r / "config.json").is_file()]
+        for run in started:
             keep(run, at, json.loads((run / "config.json").read_text())["ckpt_every"])
+        for step in list(at_paused):  # each once: a failed eval is in its eval.log, not tried again
+            if all((run / "snap" / f"step_{step}.pt").exists() for run in args.runs):
+                score_paused(args.runs, step, args.data)
+                at_paused.remove(step)
         if running is not None and running[0].poll() is not None:
-            proc, out = running
-            print(f"{time.strftime('%H:%M:%S')} {out}: "
-                  f"{json.loads(out.read_text())['fid'] if out.exists() else 'failed'}", flush=True)
-            if not out.exists():
-                failed.add(out)
+            report(running[1])
+            if not running[1].exists():
+                failed.add(running[1])
             running = None
         if running is None and not args.keep_only:
-            todo = [job for run in args.runs if (run / "snap").is_dir() and
+            todo = [job for run in started if (run / "snap").is_dir() and
                     (job := next_eval(run, args.data, at_2000)) and job[1] not in failed]
             if todo:
-                command, out = todo[0]
-                with (out.parent / "eval.log").open("a") as log:  # its progress bars and errors
-                    running = (subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                                                stdout=log, stderr=subprocess.STDOUT), out)
+                running = (start_eval(*todo[0]), todo[0][1])
         time.sleep(args.poll)
+
 
 if __name__ == "__main__":
     main()

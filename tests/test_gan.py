@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -1022,3 +1023,47 @@ def test_r1_keeps_a_discriminator_smooth_at_the_real_images():
         return grad.square().flatten(1).sum(1).mean().item()
 
     assert input_gradient(1.0) < 0.2 * input_gradient(0.0)
+
+
+def process_state(pid: int, wanted: str, timeout: float = 5.0) -> str:
+    """A process's state letter from /proc (T: stopped), waiting up to `timeout` s for `wanted`."""
+    end = time.monotonic() + timeout
+    while True:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == wanted or time.monotonic() > end:
+            return state
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds trainings in /proc (Linux)")
+def test_the_snapshot_watcher_scores_with_the_trainings_paused(tmp_path, monkeypatch):
+    """benchmarks/gan_snapshots.py --score-paused finds a run's training by its command line, holds it stopped while
+    the snapshot is scored, and lets it go on after."""
+    gan_snapshots = benchmark("gan_snapshots")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)", "train"]
+    ours = subprocess.Popen([*sleeper, "--run-dir", "runs/a"], cwd=tmp_path)
+    other = subprocess.Popen([*sleeper, "--run-dir=runs/b"], cwd=tmp_path)
+    try:
+        run = tmp_path / "runs" / "a"
+        assert gan_snapshots.training_pids(run) == [ours.pid]
+        assert gan_snapshots.training_pids(tmp_path / "runs" / "b") == [other.pid]
+        (run / "snap").mkdir(parents=True)
+        out = run / "snap" / "fid_10_n1000.json"
+        probe = f"""import json, sys, time
+for _ in range(100):  # the 'eval': the training's state, once it reads T or after 5 s
+    state = open('/proc/{ours.pid}/stat').read().rsplit(')', 1)[1].split()[0]
+    if state == 'T':
+        break
+    time.sleep(0.05)
+json.dump({{'fid': state}}, open(sys.argv[1], 'w'))"""
+        monkeypatch.setattr(gan_snapshots, "eval_command", lambda *a: ([sys.executable, "-c", probe, str(out)], out))
+        gan_snapshots.score_paused([run], 10, "data")
+        assert json.loads(out.read_text())["fid"] == "T"  # stopped while its snapshot was scored
+        assert process_state(ours.pid, "S") == "S" and process_state(other.pid, "S") == "S"  # going on after
+        script = [sys.executable, str(ROOT / "benchmarks" / "gan_snapshots.py"), str(run), "--at", "10,20"]
+        r = subprocess.run([*script, "--score-paused", "15"], capture_output=True, text=True)  # no snapshot there
+        assert r.returncode != 0 and r.stderr.strip().count("\n") == 0 and "not among --at" in r.stderr
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait()
