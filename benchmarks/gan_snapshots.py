@@ -10,7 +10,7 @@ next checkpoint replaces it. Each snapshot is then scored once by `python p1_dcg
 
 --score-paused STEPS: once every run named has kept its snapshot at such a step, the watcher pauses their training
 processes (SIGSTOP to each `... train ... --run-dir RUN` it finds in /proc, Linux only), scores those snapshots side by
-side with 1,000 faces, one thread each, and lets the trainings go on (SIGCONT), so that neither slows the other.
+side with 1,000 faces, the cores shared among them, and lets the trainings go on (SIGCONT): neither slows the other.
 """
 from __future__ import annotations
 
@@ -76,10 +76,10 @@ def next_eval(run: Path, data: str, at_2000: list[int]) -> tuple[list[str], Path
     return None
 
 
-def start_eval(command: list[str], out: Path) -> subprocess.Popen:
-    """Run an eval on one thread, its progress bars and errors appended to the snapshot folder's eval.log."""
+def start_eval(command: list[str], out: Path, threads: int = 1) -> subprocess.Popen:
+    """Run an eval on `threads` threads, its progress bars and errors appended to the snapshot folder's eval.log."""
     with (out.parent / "eval.log").open("a") as log:
-        return subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log,
+        return subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": str(threads)}, stdout=log,
                                 stderr=subprocess.STDOUT)
 
 
@@ -126,7 +126,8 @@ def score_paused(runs: list[Path], step: int, data: str) -> None:
     pids = [pid for run in runs for pid in training_pids(run)]
     print(f"{time.strftime('%H:%M:%S')} step {step}: pausing {pids}", flush=True)
     with paused(pids):
-        jobs = [(start_eval(*job), job[1]) for job in jobs]
+        threads = max(1, (os.cpu_count() or 1) // len(jobs))  # the cores the paused trainings leave
+        jobs = [(start_eval(*job, threads), job[1]) for job in jobs]
         for proc, out in jobs:
             proc.wait()
             report(out)
