@@ -148,6 +148,7 @@ def main() -> None:
     at, at_2000, at_paused = ([int(s) for s in v.split(",") if s] for v in (args.at, args.at_2000, args.score_paused))
     if not set(at_paused) <= set(at):
         sys.exit(f"error: --score-paused {sorted(set(at_paused) - set(at))} not among --at: no snapshot is kept there")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a `kill` too lets paused trainings go on (`paused`)
     running, failed = None, set()  # one eval at a time, on one thread, while snapshots keep being taken
     while True:
         started = [r for r in args.runs if (r / "config.json").is_file()]

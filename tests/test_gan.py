@@ -1067,3 +1067,26 @@ json.dump({{'fid': state}}, open(sys.argv[1], 'w'))"""
         for proc in (ours, other):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds trainings in /proc (Linux)")
+def test_a_killed_snapshot_watcher_lets_the_paused_training_go_on(tmp_path):
+    """`kill` (SIGTERM) of a watcher in the middle of a paused scoring still resumes the training it stopped."""
+    training = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "train", "--run-dir", "runs/a"],
+                                cwd=tmp_path)
+    run = tmp_path / "runs" / "a"
+    (run / "snap").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"kind": "p1_dcgan", "ckpt_every": 10}))
+    (run / "snap" / "step_10.pt").write_text("not a checkpoint")  # its eval fails, after a while
+    watcher = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "gan_snapshots.py"), "runs/a", "--at", "10",
+                                "--score-paused", "10", "--keep-only", "--poll", "0.1"], cwd=tmp_path,
+                               stdout=subprocess.DEVNULL)
+    try:
+        assert process_state(training.pid, "T", timeout=120) == "T"  # paused for the scoring (after importing torch)
+        watcher.terminate()
+        assert watcher.wait(timeout=30) == 143
+        assert process_state(training.pid, "S") == "S"  # going on
+    finally:
+        for proc in (watcher, training):
+            proc.kill()
+            proc.wait()
