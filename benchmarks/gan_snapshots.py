@@ -58,10 +58,15 @@ def keep(run: Path, at: list[int], ckpt_every: int) -> None:
             print(f"{time.strftime('%H:%M:%S')} {target} (logged step {step})", flush=True)
 
 
+def fid_json(run: Path, step: int, n: int) -> Path:
+    """Where the FID of RUN's snapshot at `step` with N generated faces is written."""
+    return run / "snap" / f"fid_{step}_n{n}.json"
+
+
 def eval_command(run: Path, step: int, n: int, data: str) -> tuple[list[str], Path]:
     """The eval command of RUN's snapshot at `step` with N generated faces, and the JSON it writes."""
     kind = json.loads((run / "config.json").read_text())["kind"]
-    out = run / "snap" / f"fid_{step}_n{n}.json"
+    out = fid_json(run, step, n)
     return [sys.executable, str(ROOT / f"{kind}.py"), "eval", "--ckpt", str(run / "snap" / f"step_{step}.pt"), "--data",
             data, "--n", str(n), "--no-floor", "--json", str(out)], out
 
@@ -71,8 +76,8 @@ def next_eval(run: Path, data: str, at_2000: list[int]) -> tuple[list[str], Path
     for snap in sorted((run / "snap").glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1])):
         s = int(snap.stem.split("_")[1])
         for n in (1000, 2000) if s in at_2000 else (1000,):
-            if not (job := eval_command(run, s, n, data))[1].exists():
-                return job
+            if not fid_json(run, s, n).exists():
+                return eval_command(run, s, n, data)
     return None
 
 
@@ -91,7 +96,7 @@ def report(out: Path) -> None:
 def training_pids(run: Path) -> list[int]:
     """The processes training RUN: a command line with `train` and `--run-dir RUN` (read from /proc, the run folder
     resolved from each process's own working directory)."""
-    pids = []
+    pids, target = [], run.resolve()
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             argv = (proc / "cmdline").read_bytes().decode().split("\0")
@@ -100,7 +105,7 @@ def training_pids(run: Path) -> list[int]:
             continue
         dirs = [b for a, b in zip(argv, argv[1:]) if a == "--run-dir"] + [
             a.split("=", 1)[1] for a in argv if a.startswith("--run-dir=")]
-        if "train" in argv and any((cwd / d).resolve() == run.resolve() for d in dirs):
+        if "train" in argv and any((cwd / d).resolve() == target for d in dirs):
             pids.append(int(proc.name))
     return pids
 
@@ -120,7 +125,7 @@ def paused(pids: list[int]):
 
 def score_paused(runs: list[Path], step: int, data: str) -> None:
     """Score every run's snapshot at `step` (1,000 faces) side by side, all their trainings paused meanwhile."""
-    jobs = [job for run in runs if not (job := eval_command(run, step, 1000, data))[1].exists()]
+    jobs = [eval_command(run, step, 1000, data) for run in runs if not fid_json(run, step, 1000).exists()]
     if not jobs:
         return
     pids = [pid for run in runs for pid in training_pids(run)]
