@@ -8,14 +8,16 @@ Exports each RUN/last.pt to RUN/export/KIND.pt (--truncation 0.9; P1 also --with
 scores it with noise seeds 1 and 2 (`eval --n 2000 --seed S --json RUN/ship_sS.json`: 2,000 generated vs the 1,000
 dev faces) and passes it if the mean FID is below --below; the ACGAN must also find its attribute on >= 0.98 of the
 faces, flip it on >= 0.97, and score at most the shipped DCGAN's mean + 4. Runs given together are seeds of one
-recipe: it ships only if every one passes, and then the run with the lowest mean. A ship copies the scored files over
-checkpoints/KIND.pt and .json and completes the JSON (gan_record.py); commit it at once: a run folder is lost with its
-machine.
+recipe: it ships only if every one passes, and then the run with the lowest mean. Seeds judged one at a time keep that
+rule: a run that passes replaces checkpoints/KIND.pt only if its mean is also below the shipped model's (its JSON's).
+A ship copies the scored files over checkpoints/KIND.pt and .json and completes the JSON (gan_record.py); commit it at
+once: a run folder is lost with its machine.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import statistics
 import subprocess
@@ -28,8 +30,8 @@ ACGAN_BARS = {"attr_acc": 0.98, "flip_rate": 0.97}  # #39's bars on the attribut
 ACGAN_OVER_DCGAN = 4.0  # the ACGAN's mean FID may trail the shipped DCGAN's by at most this
 
 
-def shipped_dcgan_fid(record: dict) -> float:
-    """The shipped DCGAN's mean dev FID over its noise seeds (a JSON from before gan_record: its one eval)."""
+def shipped_fid(record: dict) -> float:
+    """A shipped model's mean dev FID over its noise seeds (a JSON from before gan_record: its one eval)."""
     return record["eval_seeds"]["fid_mean"] if "eval_seeds" in record else record["eval"]["fid"]
 
 
@@ -45,11 +47,13 @@ def verdict(kind: str, evals: list[dict], below: float, dcgan_fid: float | None 
     return misses
 
 
-def choose(judged: dict[Path, tuple[float, list[str]]]) -> Path | None:
-    """The run to ship from {run: (mean FID, missed bars)}: the lowest mean if no run missed a bar, else None."""
+def choose(judged: dict[Path, tuple[float, list[str]]], shipped: float = math.inf) -> Path | None:
+    """The run to ship from {run: (mean FID, missed bars)}: the lowest mean if no run missed a bar and that mean is
+    below the shipped model's, else None."""
     if not judged or any(misses for _, misses in judged.values()):
         return None
-    return min(judged, key=lambda r: judged[r][0])
+    best = min(judged, key=lambda r: judged[r][0])
+    return best if judged[best][0] < shipped else None
 
 
 def run(*words: str) -> None:
@@ -95,14 +99,19 @@ def main() -> None:
     for run_dir in run_dirs:
         if not (run_dir / "last.pt").is_file():
             raise SystemExit(f"error: {run_dir / 'last.pt'} not found")
-    dcgan = ROOT / "checkpoints" / "p1_dcgan.json"
-    dcgan_fid = shipped_dcgan_fid(json.loads(dcgan.read_text())) if args.kind == "p2_acgan" else None
+    def shipped_mean(kind: str) -> float:
+        return shipped_fid(json.loads((ROOT / "checkpoints" / f"{kind}.json").read_text()))
+
+    dcgan_fid = shipped_mean("p1_dcgan") if args.kind == "p2_acgan" else None
     judged = {run_dir: judge(args, run_dir, dcgan_fid) for run_dir in run_dirs}
     for run_dir, (mean, misses) in judged.items():
         print(f"{run_dir.name}: mean {mean:.3f}; " + ("passes" if not misses else "MISSES: " + "; ".join(misses)))
-    best = choose(judged)
+    shipped = shipped_mean(args.kind)
+    best = choose(judged, shipped)
     if best is None:
-        print("MISSES: not every run passes (checkpoints/ unchanged)")
+        passed = not any(misses for _, misses in judged.values())
+        print((f"every run passes, but checkpoints/{args.kind}.pt has the lower mean, {shipped:.3f}" if passed
+               else "MISSES: not every run passes") + " (checkpoints/ unchanged)")
         return
     for suffix in (".pt", ".json"):
         shutil.copyfile(export_of(args.kind, best).with_suffix(suffix), ROOT / "checkpoints" / f"{args.kind}{suffix}")

@@ -944,10 +944,12 @@ def test_the_ship_rule_names_every_bar_a_run_misses():
     worse = [good[0], {**good[1], "flip_rate": 0.96}]
     assert gan_ship.verdict("p2_acgan", worse, below=41.0, dcgan_fid=36.0) == [
         "flip_rate 0.96 < 0.97 (seed 2)", "mean FID 40.500 trails the shipped DCGAN's 36.0 by more than 4.0"]
-    assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}}) == 42.0
-    assert gan_ship.shipped_dcgan_fid({"eval": {"fid": 42.0}, "eval_seeds": {"fid_mean": 41.5}}) == 41.5
+    assert gan_ship.shipped_fid({"eval": {"fid": 42.0}}) == 42.0
+    assert gan_ship.shipped_fid({"eval": {"fid": 42.0}, "eval_seeds": {"fid_mean": 41.5}}) == 41.5
     seed1, seed2 = Path("runs/s1"), Path("runs/s2")  # seeds of one recipe: the lower mean ships, if both pass
     assert gan_ship.choose({seed1: (41.0, []), seed2: (40.0, [])}) == seed2
+    assert gan_ship.choose({seed2: (40.0, [])}, shipped=40.5) == seed2  # seeds judged one at a time: the lower ships
+    assert gan_ship.choose({seed2: (40.0, [])}, shipped=39.5) is None
     assert gan_ship.choose({seed1: (41.0, []), seed2: (40.0, ["mean FID 40.000 is not below 39.0"])}) is None
     assert gan_ship.choose({}) is None
 
