@@ -35,6 +35,11 @@ def shipped_fid(record: dict) -> float:
     return record["eval_seeds"]["fid_mean"] if "eval_seeds" in record else record["eval"]["fid"]
 
 
+def shipped_mean(kind: str) -> float:
+    """The mean dev FID that checkpoints/KIND.json records."""
+    return shipped_fid(json.loads((ROOT / "checkpoints" / f"{kind}.json").read_text()))
+
+
 def verdict(kind: str, evals: list[dict], below: float, dcgan_fid: float | None = None) -> list[str]:
     """The bars a run misses (empty: it ships), each as one line."""
     mean = statistics.mean(e["fid"] for e in evals)
@@ -99,9 +104,6 @@ def main() -> None:
     for run_dir in run_dirs:
         if not (run_dir / "last.pt").is_file():
             raise SystemExit(f"error: {run_dir / 'last.pt'} not found")
-    def shipped_mean(kind: str) -> float:
-        return shipped_fid(json.loads((ROOT / "checkpoints" / f"{kind}.json").read_text()))
-
     dcgan_fid = shipped_mean("p1_dcgan") if args.kind == "p2_acgan" else None
     judged = {run_dir: judge(args, run_dir, dcgan_fid) for run_dir in run_dirs}
     for run_dir, (mean, misses) in judged.items():
