@@ -52,10 +52,15 @@ def verdict(kind: str, evals: list[dict], below: float, dcgan_fid: float | None 
     return misses
 
 
+def every_run_passes(judged: dict[Path, tuple[float, list[str]]]) -> bool:
+    """Whether {run: (mean FID, missed bars)} holds runs and none missed a bar."""
+    return bool(judged) and not any(misses for _, misses in judged.values())
+
+
 def choose(judged: dict[Path, tuple[float, list[str]]], shipped: float = math.inf) -> Path | None:
     """The run to ship from {run: (mean FID, missed bars)}: the lowest mean if no run missed a bar and that mean is
     below the shipped model's, else None."""
-    if not judged or any(misses for _, misses in judged.values()):
+    if not every_run_passes(judged):
         return None
     best = min(judged, key=lambda r: judged[r][0])
     return best if judged[best][0] < shipped else None
@@ -111,8 +116,8 @@ def main() -> None:
     shipped = shipped_mean(args.kind)
     best = choose(judged, shipped)
     if best is None:
-        passed = not any(misses for _, misses in judged.values())
-        print((f"every run passes, but checkpoints/{args.kind}.pt has the lower mean, {shipped:.3f}" if passed
+        print((f"every run passes, but checkpoints/{args.kind}.pt has the lower mean, {shipped:.3f}"
+               if every_run_passes(judged)
                else "MISSES: not every run passes") + " (checkpoints/ unchanged)")
         return
     for suffix in (".pt", ".json"):
