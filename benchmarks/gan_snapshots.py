@@ -44,11 +44,12 @@ def logged_step(run: Path) -> int:
 
 
 def keep(run: Path, at: list[int], ckpt_every: int) -> None:
-    """Copy last.pt to snap/step_S.pt for a step S of `at` it holds now (the copy's own step is checked)."""
+    """Copy last.pt to snap/step_S.pt for a step S of `at` it holds now (the copy's own step is checked), the
+    last step of a finished run included."""
     step = logged_step(run)
     for s in at:
         target = run / "snap" / f"step_{s}.pt"
-        if s < step <= s + ckpt_every // 2 and not target.exists():
+        if s <= step <= s + ckpt_every // 2 and not target.exists():
             target.parent.mkdir(exist_ok=True)
             shutil.copy(run / "last.pt", target.with_suffix(".tmp"))
             if torch.load(target.with_suffix(".tmp"), weights_only=True, map_location="cpu")["step"] != s:

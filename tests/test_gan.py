@@ -1037,6 +1037,22 @@ def process_state(pid: int, wanted: str, timeout: float = 5.0) -> str:
         time.sleep(0.05)
 
 
+def test_the_snapshot_watcher_keeps_the_last_step_of_a_finished_run(tmp_path):
+    """A run that ends on a step of --at logs no later step: its last.pt there is still kept, and a last.pt that is
+    not yet at that step is not."""
+    gan_snapshots = benchmark("gan_snapshots")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 5}) + "\n" + json.dumps({"step": 10}) + "\n")
+    torch.save({"step": 9}, run / "last.pt")  # the log reached 10 before the checkpoint did
+    gan_snapshots.keep(run, [10], ckpt_every=4)
+    assert not (run / "snap" / "step_10.pt").exists()
+    torch.save({"step": 10}, run / "last.pt")
+    gan_snapshots.keep(run, [5, 10], ckpt_every=4)
+    assert torch.load(run / "snap" / "step_10.pt", weights_only=True)["step"] == 10
+    assert not (run / "snap" / "step_5.pt").exists()  # the log is past 5 + ckpt_every // 2: that checkpoint is gone
+
+
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="finds trainings in /proc (Linux)")
 def test_the_snapshot_watcher_scores_with_the_trainings_paused(tmp_path, monkeypatch):
     """benchmarks/gan_snapshots.py --score-paused finds a run's training by its command line, holds it stopped while
