@@ -49,8 +49,8 @@ def results_markdown(ckpt_dir: Path = SHIPPED) -> str:
     def num(x: Any, digits: int = 3) -> str:
         return f"{x:.{digits}f}" if isinstance(x, (int, float)) else "–"
 
-    lines = ["| generator | FID (2,000 generated vs 1,000 dev faces; mean over noise seeds) | real-vs-real floor "
-             "| truncation | Smiling accuracy | flip rate |", "|---|---|---|---|---|---|"]
+    lines = ["| generator | FID (2,000 generated vs 1,000 dev faces, mean over the JSON's noise seeds) "
+             "| real-vs-real floor | truncation | Smiling accuracy | flip rate |", "|---|---|---|---|---|---|"]
     for name, title in (("p1_dcgan", "P1 DCGAN"), ("p2_acgan", "P2 ACGAN")):
         ev = read(name).get("eval", {})
         lines.append(f"| {title} | {num(shipped_fid(read(name)), 1)} | {num(ev.get('fid_floor'), 1)} | "
