@@ -52,8 +52,9 @@ def results_markdown(ckpt_dir: Path = SHIPPED) -> str:
     lines = ["| generator | FID (2,000 generated vs 1,000 dev faces, mean over the JSON's noise seeds) "
              "| real-vs-real floor | truncation | Smiling accuracy | flip rate |", "|---|---|---|---|---|---|"]
     for name, title in (("p1_dcgan", "P1 DCGAN"), ("p2_acgan", "P2 ACGAN")):
-        ev = read(name).get("eval", {})
-        lines.append(f"| {title} | {num(shipped_fid(read(name)), 1)} | {num(ev.get('fid_floor'), 1)} | "
+        record = read(name)
+        ev = record.get("eval", {})
+        lines.append(f"| {title} | {num(shipped_fid(record), 1)} | {num(ev.get('fid_floor'), 1)} | "
                      f"{num(ev.get('truncation'), 2)} | {num(ev.get('attr_acc'))} | {num(ev.get('flip_rate'))} |")
     lines += ["", "| classifier | source -> target | target dev-test accuracy | chosen by | step |",
               "|---|---|---|---|---|"]
