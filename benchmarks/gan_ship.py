@@ -11,11 +11,13 @@ faces, flip it on >= 0.97, and score at most the shipped DCGAN's mean + 4. Runs 
 recipe: it ships only if every one passes, and then the run with the lowest mean. Seeds judged one at a time keep that
 rule: a run that passes replaces checkpoints/KIND.pt only if its mean is also below the shipped model's (its JSON's).
 A ship copies the scored files over checkpoints/KIND.pt and .json and completes the JSON (gan_record.py); commit it at
-once: a run folder is lost with its machine.
+once: a run folder is lost with its machine. A new P1 leaves the shipped ACGAN (warm-started from the P1 it
+replaces) behind: the script says so, with the command that retrains it.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -63,6 +65,14 @@ def choose(judged: dict[Path, tuple[float, list[str]]], shipped: float = math.in
         return None
     best = min(judged, key=lambda r: judged[r][0])
     return best if judged[best][0] < shipped else None
+
+
+def acgan_is_stale(ckpt_dir: Path) -> bool:
+    """Whether the shipped ACGAN was warm-started from another P1 export than the shipped one (its command would now
+    train something else: retrain it)."""
+    p1, p2 = ckpt_dir / "p1_dcgan.pt", ckpt_dir / "p2_acgan.json"
+    init = json.loads(p2.read_text())["config"].get("init_from") if p2.is_file() else None
+    return bool(init) and p1.is_file() and init["sha256"] != hashlib.sha256(p1.read_bytes()).hexdigest()
 
 
 def run(*words: str) -> None:
@@ -125,6 +135,9 @@ def main() -> None:
         *map(str, evals_of(best)), "--hardware", args.hardware)
     print(f"SHIPS: checkpoints/{args.kind}.pt from {best.name}; commit it now, then `bash hw3_p1p2.sh docs` for the "
           "figures")
+    if acgan_is_stale(ROOT / "checkpoints"):
+        print("the shipped ACGAN started from the P1 export this replaces: retrain it from the new one (`python "
+              "p2_acgan.py train --data hw3_data --run-dir runs/p2 --precision bf16`, then this script on runs/p2)")
 
 
 if __name__ == "__main__":

@@ -955,6 +955,20 @@ def test_the_ship_rule_names_every_bar_a_run_misses():
     assert gan_ship.choose({}) is None
 
 
+def test_the_ship_script_knows_when_a_new_dcgan_leaves_the_acgan_behind(tmp_path):
+    """The shipped ACGAN records the SHA-256 of the P1 export it started from; shipping another P1 makes it stale."""
+    gan_ship = benchmark("gan_ship")
+    assert not gan_ship.acgan_is_stale(tmp_path)  # nothing shipped
+    (tmp_path / "p1_dcgan.pt").write_bytes(b"the P1 export")
+    sha = hashlib.sha256(b"the P1 export").hexdigest()
+    (tmp_path / "p2_acgan.json").write_text(json.dumps({"config": {"init_from": {"step": 80000, "sha256": sha}}}))
+    assert not gan_ship.acgan_is_stale(tmp_path)
+    (tmp_path / "p1_dcgan.pt").write_bytes(b"a newer P1 export")
+    assert gan_ship.acgan_is_stale(tmp_path)
+    (tmp_path / "p2_acgan.json").write_text(json.dumps({"config": {"init_from": None}}))  # from scratch: never stale
+    assert not gan_ship.acgan_is_stale(tmp_path)
+
+
 def test_a_time_to_quality_curve_outlives_its_run_folder(tmp_path, monkeypatch, capsys):
     """benchmarks/gan_curve.py --keep records a run's scored snapshots (step, images, core-hours, FID at each N) in a
     committed JSON, and draws them from there once the run folder is gone."""
